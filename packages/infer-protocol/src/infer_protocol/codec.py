@@ -1,0 +1,87 @@
+"""MessagePack envelopes: {"v": version, "t": type tag, "d": fields}.
+
+`decode` raises ProtocolError, and only ProtocolError, for anything that is
+not a valid message of PROTOCOL_VERSION.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import ormsgpack
+
+from .messages import MESSAGE_TYPES, Message
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 64 * 1024 * 1024
+
+_BY_TAG: dict[str, type] = {cls.TAG: cls for cls in MESSAGE_TYPES}
+_ENVELOPE_KEYS = {"v", "t", "d"}
+
+
+class ProtocolError(ValueError):
+    """A frame that is not a valid message of this protocol version."""
+
+
+def _unstructure(value: Any) -> Any:
+    if attrs.has(type(value)):
+        return {f.name: _unstructure(getattr(value, f.name)) for f in attrs.fields(type(value))}
+    if isinstance(value, list | tuple):
+        return [_unstructure(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _unstructure(v) for k, v in value.items()}
+    return value
+
+
+def structure(cls: type, data: dict) -> Any:
+    """Build an attrs instance from a field map, rejecting missing or extra fields."""
+    names = {f.name for f in attrs.fields(cls)}
+    extra = set(data) - names
+    if extra:
+        raise ValueError(f"{cls.__name__}: unknown fields {sorted(map(str, extra))}")
+    required = {f.name for f in attrs.fields(cls) if f.default is attrs.NOTHING}
+    missing = required - set(data)
+    if missing:
+        raise ValueError(f"{cls.__name__}: missing fields {sorted(missing)}")
+    return cls(**data)
+
+
+def encode(msg: Message) -> bytes:
+    """Serialize a message into one frame."""
+    tag = getattr(type(msg), "TAG", None)
+    if tag not in _BY_TAG or _BY_TAG[tag] is not type(msg):
+        raise TypeError(f"not a protocol message: {type(msg).__name__}")
+    envelope = {"v": PROTOCOL_VERSION, "t": tag, "d": _unstructure(msg)}
+    return ormsgpack.packb(envelope, option=ormsgpack.OPT_NON_STR_KEYS)
+
+
+def decode(data: bytes) -> Message:
+    """Parse one frame; raise ProtocolError saying what is wrong."""
+    if not isinstance(data, bytes | bytearray | memoryview):
+        raise ProtocolError(f"frame must be bytes, got {type(data).__name__}")
+    if len(data) == 0:
+        raise ProtocolError("empty frame")
+    if len(data) > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {len(data)} bytes exceeds {MAX_FRAME_BYTES}")
+    try:
+        envelope = ormsgpack.unpackb(bytes(data), option=ormsgpack.OPT_NON_STR_KEYS)
+    except Exception as exc:  # ormsgpack raises MsgpackDecodeError (a ValueError), keep it total
+        raise ProtocolError(f"frame is not valid MessagePack: {exc}") from None
+    if not isinstance(envelope, dict):
+        raise ProtocolError(f"frame is not an envelope map but {type(envelope).__name__}")
+    if set(envelope) != _ENVELOPE_KEYS:
+        raise ProtocolError(f"envelope must have exactly keys v, t, d; got {sorted(map(str, envelope))}")
+    version = envelope["v"]
+    if version != PROTOCOL_VERSION or isinstance(version, bool):
+        raise ProtocolError(f"protocol version {version!r} is not supported (expected {PROTOCOL_VERSION})")
+    tag = envelope["t"]
+    if not isinstance(tag, str) or tag not in _BY_TAG:
+        raise ProtocolError(f"unknown message type {tag!r}")
+    body = envelope["d"]
+    if not isinstance(body, dict):
+        raise ProtocolError(f"{tag}: body is not a map but {type(body).__name__}")
+    try:
+        return structure(_BY_TAG[tag], body)
+    except (TypeError, ValueError, KeyError, OverflowError, RecursionError) as exc:
+        raise ProtocolError(f"{tag}: {exc}") from None
