@@ -47,6 +47,20 @@ def structure(cls: type, data: dict) -> Any:
     return cls(**data)
 
 
+def _check_no_trailing_bytes(envelope: dict, size: int) -> None:
+    """ormsgpack ignores bytes after the first object; a frame must be one object.
+
+    Frames are written by `encode`, whose output is canonical: re-packing the
+    decoded envelope gives the same length, so a longer frame has garbage.
+    """
+    try:
+        canonical = len(ormsgpack.packb(envelope, option=ormsgpack.OPT_NON_STR_KEYS))
+    except Exception:  # values ormsgpack reads but cannot write back are not ours
+        raise ProtocolError("frame holds values this protocol never writes") from None
+    if size > canonical:
+        raise ProtocolError(f"frame is not valid MessagePack: {size - canonical} trailing bytes")
+
+
 def encode(msg: Message) -> bytes:
     """Serialize a message into one frame."""
     tag = getattr(type(msg), "TAG", None)
@@ -70,11 +84,16 @@ def decode(data: bytes) -> Message:
         raise ProtocolError(f"frame is not valid MessagePack: {exc}") from None
     if not isinstance(envelope, dict):
         raise ProtocolError(f"frame is not an envelope map but {type(envelope).__name__}")
+    _check_no_trailing_bytes(envelope, len(data))
     if set(envelope) != _ENVELOPE_KEYS:
-        raise ProtocolError(f"envelope must have exactly keys v, t, d; got {sorted(map(str, envelope))}")
+        raise ProtocolError(
+            f"envelope must have exactly keys v, t, d; got {sorted(map(str, envelope))}"
+        )
     version = envelope["v"]
     if version != PROTOCOL_VERSION or isinstance(version, bool):
-        raise ProtocolError(f"protocol version {version!r} is not supported (expected {PROTOCOL_VERSION})")
+        raise ProtocolError(
+            f"protocol version {version!r} is not supported (expected {PROTOCOL_VERSION})"
+        )
     tag = envelope["t"]
     if not isinstance(tag, str) or tag not in _BY_TAG:
         raise ProtocolError(f"unknown message type {tag!r}")

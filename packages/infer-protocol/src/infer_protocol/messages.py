@@ -73,8 +73,12 @@ class SamplingParams:
     min_p: float = field(default=0.0, converter=to_float, validator=between(0.0, 1.0))
     presence_penalty: float = field(default=0.0, converter=to_float, validator=between(-2.0, 2.0))
     frequency_penalty: float = field(default=0.0, converter=to_float, validator=between(-2.0, 2.0))
-    repetition_penalty: float = field(default=1.0, converter=to_float, validator=between(0.01, 10.0))
-    seed: int | None = field(default=None, converter=optional(to_int), validator=between(-(2**63), 2**64 - 1))
+    repetition_penalty: float = field(
+        default=1.0, converter=to_float, validator=between(0.01, 10.0)
+    )
+    seed: int | None = field(
+        default=None, converter=optional(to_int), validator=between(-(2**63), 2**64 - 1)
+    )
     logit_bias: dict[int, float] = field(factory=dict, converter=int_float_map)
     logprobs: bool = field(default=False, converter=to_bool)
     top_logprobs: int = field(default=0, converter=to_int, validator=between(0, 20))
@@ -157,9 +161,7 @@ class GenerateRequest:
     TAG: ClassVar[str] = "generate"
 
     request_id: str = field(converter=to_str, validator=not_empty)
-    input_ids: list[int] = field(
-        converter=list_of(to_int), validator=[not_empty, each_at_least(0)]
-    )
+    input_ids: list[int] = field(converter=list_of(to_int), validator=[not_empty, each_at_least(0)])
     sampling: SamplingParams = field(factory=SamplingParams, converter=nested(SamplingParams))
     max_tokens: int = field(default=512, converter=to_int, validator=at_least(1))
     stop_token_ids: list[int] = field(
@@ -221,7 +223,9 @@ class TokenDelta:
     TAG: ClassVar[str] = "token_delta"
 
     request_id: str = field(converter=to_str, validator=not_empty)
-    token_ids: list[int] = field(factory=list, converter=list_of(to_int), validator=each_at_least(0))
+    token_ids: list[int] = field(
+        factory=list, converter=list_of(to_int), validator=each_at_least(0)
+    )
     logprobs: list[float] | None = field(default=None, converter=optional(list_of(to_float)))
     top_logprobs: list[list[tuple[int, float]]] | None = field(
         default=None, converter=optional(list_of(list_of(pair_of(to_int, to_float))))
