@@ -1,11 +1,88 @@
-"""Command line of infer (placeholder until its issue lands)."""
+"""Command line of `infer`: `serve`, `chat` and `bench`.
+
+Bad arguments end the program with exit status 2 and one line on stderr.
+`infer bench` is provided by `infer.bench.cli`; if that cannot be imported
+the rest of the command line still works.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
+import types
+from typing import NoReturn
+
+from . import __version__, chat, serve, serve_options
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line: 'PROG: error: WHY (see PROG --help)'."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _bench_module() -> tuple[types.ModuleType | None, str]:
+    try:
+        from .bench import cli as bench_cli
+    except Exception as exc:  # a missing or broken bench must not break serve/chat
+        return None, f"{type(exc).__name__}: {exc}"
+    if not (hasattr(bench_cli, "add_arguments") and hasattr(bench_cli, "run")):
+        return None, "infer.bench.cli has no add_arguments/run"
+    return bench_cli, ""
+
+
+def build_parser() -> tuple[Parser, types.ModuleType | None, str]:
+    """The parser, the bench module (or None) and why it is missing."""
+    parser = Parser(
+        prog="infer",
+        description="infer: an OpenAI-compatible LLM server. "
+        "Start with `infer serve`, then open the printed URL or run `infer chat`.",
+    )
+    parser.add_argument("--version", action="version", version=f"infer {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve_parser = commands.add_parser(
+        "serve",
+        help="run the engine and the HTTP server (one command, default model)",
+        description="Start infer-scheduler (the engine) and infer-server (the OpenAI-"
+        "compatible HTTP gateway) on a private ipc socket, wait until ready, print the "
+        "URL. Ctrl-C or SIGTERM stops both.",
+    )
+    serve_options.add_arguments(serve_parser, dict(os.environ))
+
+    chat_parser = commands.add_parser(
+        "chat", help="chat with a running server in this terminal", description=chat.__doc__
+    )
+    chat.add_arguments(chat_parser)
+
+    bench_cli, why = _bench_module()
+    bench_parser = commands.add_parser(
+        "bench",
+        help="streaming load generator for any OpenAI-compatible URL",
+        description="Measure TTFT, inter-token latency, end-to-end latency and throughput.",
+    )
+    if bench_cli is not None:
+        bench_cli.add_arguments(bench_parser)
+    return parser, bench_cli, why
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="infer")
-    parser.parse_args(argv)
-    return 0
+    """Parse `argv` and run the chosen command; returns the exit status."""
+    parser, bench_cli, why = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve.run(args)
+    if args.command == "chat":
+        return chat.run(args)
+    if args.command == "bench":
+        if bench_cli is None:
+            sys.stderr.write(f"infer bench: error: not available ({why})\n")
+            return 1
+        return int(bench_cli.run(args))
+    parser.error("choose a command: serve, chat or bench")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,161 @@
+"""Child processes of `infer serve`: start, forward output, stop.
+
+Invariants: a child runs in its own session (so a terminal's Ctrl-C reaches
+only the launcher, which then stops the children in order), and on Linux it
+receives SIGTERM if the launcher dies without cleaning up. Each output line
+of a child is forwarded, prefixed with the child's name, and the last lines
+are kept to explain a failure in one line.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+_PR_SET_PDEATHSIG = 1
+
+
+def console_command(script: str, module: str) -> list[str]:
+    """How to run a console script of this environment (works inside `uv run`).
+
+    Prefers the script installed next to sys.executable; falls back to
+    running `module.main()` with the same interpreter.
+    """
+    candidate = Path(sys.executable).parent / script
+    if candidate.is_file() and os.access(candidate, os.X_OK):
+        return [str(candidate)]
+    code = f"import sys; from {module} import main; sys.exit(main())"
+    return [sys.executable, "-c", code]
+
+
+def _parent_death_hook() -> Callable[[], None] | None:
+    """A preexec function asking Linux to SIGTERM the child when we die."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    term = int(signal.SIGTERM)
+
+    def hook() -> None:
+        prctl(_PR_SET_PDEATHSIG, term, 0, 0, 0)
+
+    return hook
+
+
+class Child:
+    """One named child process with forwarded, remembered output."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        log: TextIO,
+        env: dict[str, str] | None = None,
+        tail_lines: int = 40,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self._log = log
+        self._env = env
+        self._tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pump: threading.Thread | None = None
+        self.started_at = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    def start(self) -> None:
+        """Start (or restart) the process. Call from the main thread only."""
+        self._tail.clear()
+        self._proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=self._env,
+            start_new_session=True,
+            preexec_fn=_parent_death_hook(),
+        )
+        self.started_at = time.monotonic()
+        self._pump = threading.Thread(
+            target=self._forward, args=(self._proc,), name=f"{self.name}-output", daemon=True
+        )
+        self._pump.start()
+
+    def _forward(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        for raw in proc.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            if not line:
+                continue
+            self._tail.append(line)
+            try:
+                self._log.write(f"[{self.name}] {line}\n")
+                self._log.flush()
+            except (OSError, ValueError):
+                pass
+        proc.stdout.close()
+
+    def poll(self) -> int | None:
+        """Exit code, or None while running (or never started)."""
+        return self._proc.poll() if self._proc else None
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def reason(self) -> str:
+        """The child's last meaningful output line (after it exited)."""
+        if self._pump is not None:
+            self._pump.join(timeout=2.0)
+        for line in reversed(self._tail):
+            text = line.strip()
+            if text and not text.startswith(("File ", "^", "~", "Traceback")):
+                return text
+        return "no output"
+
+    def signal(self, sig: int) -> None:
+        """Send `sig` if the process is still running."""
+        if self.running():
+            assert self._proc is not None
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.send_signal(sig)
+
+    def wait(self, timeout: float) -> int | None:
+        """Wait up to `timeout` seconds; the exit code or None."""
+        if self._proc is None:
+            return None
+        try:
+            return self._proc.wait(timeout=max(timeout, 0.0))
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        """SIGKILL and reap."""
+        self.signal(signal.SIGKILL)
+        self.wait(5.0)
+
+
+def stop_all(children: Sequence[Child], grace: float) -> None:
+    """SIGTERM every child, wait up to `grace` seconds in total, then SIGKILL the rest."""
+    for child in children:
+        child.signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in children:
+        child.wait(deadline - time.monotonic())
+    for child in children:
+        if child.running():
+            child.kill()

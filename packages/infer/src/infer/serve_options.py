@@ -1,0 +1,249 @@
+"""The options of `infer serve` and how they map onto its two child processes.
+
+Invariant: every option in PASSTHROUGH names a flag that the target process's
+own argparse parser accepts (tests/launcher checks this against `--help`).
+An option left at its default (None/False) is not passed, so the child's own
+default applies.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+ENGINE = "engine"
+GATEWAY = "gateway"
+DEFAULT_MODEL = "smollm2"
+DEFAULT_PORT = 8000
+DEFAULT_HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Passthrough:
+    """One `infer serve` option forwarded as `flag` to the processes in `targets`.
+
+    kind: "value" (one value), "flag" (store_true), "append" (repeatable
+    flag, one value each time), "list" (one flag followed by all values).
+    """
+
+    dest: str
+    flag: str
+    targets: tuple[str, ...]
+    kind: str = "value"
+
+
+PASSTHROUGH: tuple[Passthrough, ...] = (
+    Passthrough("device", "--device", (ENGINE,)),
+    Passthrough("dtype", "--dtype", (ENGINE,)),
+    Passthrough("kv_cache_tokens", "--kv-cache-tokens", (ENGINE,)),
+    Passthrough("gpu_memory_utilization", "--gpu-memory-utilization", (ENGINE,)),
+    Passthrough("max_running", "--max-running", (ENGINE,)),
+    Passthrough("max_batch_tokens", "--max-batch-tokens", (ENGINE,)),
+    Passthrough("queue_capacity", "--queue-capacity", (ENGINE,)),
+    Passthrough("no_prefix_cache", "--no-prefix-cache", (ENGINE,), "flag"),
+    Passthrough("seed", "--seed", (ENGINE,)),
+    Passthrough("served_model_name", "--served-model-name", (ENGINE,), "append"),
+    Passthrough("api_key", "--api-key", (GATEWAY,)),
+    Passthrough("request_timeout", "--request-timeout", (GATEWAY,)),
+    Passthrough("chat_template", "--chat-template", (GATEWAY,)),
+    Passthrough("cors_origins", "--cors-origins", (GATEWAY,), "list"),
+    Passthrough("max_body_bytes", "--max-body-bytes", (GATEWAY,)),
+    Passthrough("log_level", "--log-level", (ENGINE, GATEWAY)),
+)
+
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+
+def port_number(text: str) -> int:
+    """argparse type: a TCP port 1..65535."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be 1..65535, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def fraction(text: str) -> float:
+    """argparse type: a number in (0, 1]."""
+    value = positive_float(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
+    """Declare the options of `infer serve` on `parser`."""
+    main = parser.add_argument_group("serving")
+    main.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help="'smollm2' (the default SmolLM2-135M-Instruct GGUF) or a path to a "
+        ".gguf file or a Hugging Face model directory",
+    )
+    main.add_argument(
+        "--host",
+        default=DEFAULT_HOST,
+        help=f"address the HTTP server binds (default {DEFAULT_HOST}; 0.0.0.0 for all)",
+    )
+    main.add_argument(
+        "--port", type=port_number, default=DEFAULT_PORT, help="HTTP port (default 8000)"
+    )
+    main.add_argument(
+        "--api-key",
+        default=env.get("API_KEY") or None,
+        help="require 'Authorization: Bearer KEY' (env API_KEY)",
+    )
+    main.add_argument(
+        "--ready-timeout",
+        type=positive_float,
+        default=600.0,
+        help="seconds to wait for the model to load before giving up (default 600)",
+    )
+    main.add_argument("--log-level", choices=LOG_LEVELS, default=None, help="log level of both")
+
+    engine = parser.add_argument_group("engine (infer-scheduler)")
+    engine.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default=None, help="auto: CUDA when present"
+    )
+    engine.add_argument(
+        "--dtype",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        default=None,
+        help="weights and KV cache dtype (auto: float32 on CPU, bfloat16 on CUDA)",
+    )
+    engine.add_argument(
+        "--kv-cache-tokens", type=positive_int, default=None, help="KV cache capacity in tokens"
+    )
+    engine.add_argument(
+        "--gpu-memory-utilization",
+        type=fraction,
+        default=None,
+        help="fraction of GPU memory for weights + KV cache (CUDA only)",
+    )
+    engine.add_argument(
+        "--max-running", type=positive_int, default=None, help="most requests in a batch"
+    )
+    engine.add_argument(
+        "--max-batch-tokens", type=positive_int, default=None, help="token budget per step"
+    )
+    engine.add_argument(
+        "--queue-capacity",
+        type=positive_int,
+        default=None,
+        help="waiting requests before new ones are refused (overloaded)",
+    )
+    engine.add_argument(
+        "--no-prefix-cache",
+        action="store_true",
+        default=False,
+        help="turn the radix prefix cache off",
+    )
+    engine.add_argument("--seed", type=int, default=None, help="engine random seed")
+    engine.add_argument(
+        "--served-model-name",
+        action="append",
+        default=None,
+        metavar="NAME",
+        help="extra model name to answer to (repeatable)",
+    )
+
+    gateway = parser.add_argument_group("gateway (infer-server)")
+    gateway.add_argument(
+        "--request-timeout",
+        type=positive_float,
+        default=None,
+        help="seconds without engine progress before 504",
+    )
+    gateway.add_argument(
+        "--chat-template",
+        default=None,
+        metavar="FILE",
+        help="Jinja2 chat template overriding the model's",
+    )
+    gateway.add_argument(
+        "--cors-origins",
+        nargs="+",
+        default=None,
+        metavar="ORIGIN",
+        help="allowed CORS origins (default any)",
+    )
+    gateway.add_argument(
+        "--max-body-bytes",
+        type=positive_int,
+        default=None,
+        help="largest request body (413 beyond)",
+    )
+
+
+def _emit(option: Passthrough, value: Any) -> list[str]:
+    if value is None or value is False:
+        return []
+    if option.kind == "flag":
+        return [option.flag]
+    if option.kind == "append":
+        return [part for item in value for part in (option.flag, str(item))]
+    if option.kind == "list":
+        return [option.flag, *map(str, value)]
+    return [option.flag, str(value)]
+
+
+def child_args(args: argparse.Namespace, target: str) -> list[str]:
+    """The pass-through flags of `target` (ENGINE or GATEWAY) set in `args`."""
+    out: list[str] = []
+    for option in PASSTHROUGH:
+        if target in option.targets:
+            out += _emit(option, getattr(args, option.dest, None))
+    return out
+
+
+def engine_args(args: argparse.Namespace, endpoint: str) -> list[str]:
+    """Command-line arguments of infer-scheduler."""
+    return ["--model", args.model, "--endpoint", endpoint, *child_args(args, ENGINE)]
+
+
+def gateway_args(args: argparse.Namespace, endpoint: str) -> list[str]:
+    """Command-line arguments of infer-server."""
+    return [
+        "--host",
+        args.host,
+        "--port",
+        str(args.port),
+        "--engine-endpoint",
+        endpoint,
+        *child_args(args, GATEWAY),
+    ]
+
+
+def flags_of(target: str) -> Iterable[str]:
+    """Every flag `infer serve` passes to `target`, fixed ones included."""
+    fixed = {ENGINE: ("--model", "--endpoint"), GATEWAY: ("--host", "--port", "--engine-endpoint")}
+    yield from fixed[target]
+    for option in PASSTHROUGH:
+        if target in option.targets:
+            yield option.flag
