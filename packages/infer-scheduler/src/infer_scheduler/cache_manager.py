@@ -1,0 +1,116 @@
+"""Block ownership for requests: the pool plus the (optional) radix prefix cache.
+
+Invariants: a request's `block_table` is its first `num_cached_blocks` blocks
+owned by the prefix cache (locked through `req.cache_node`) followed by
+blocks it owns privately; `release` returns every private block to the pool
+or hands it to the cache, and drops the lock, so an idle engine holds no
+block outside the free list and the cache.
+"""
+
+from __future__ import annotations
+
+from infer_protocol import CacheStats
+
+from .block_pool import BlockPool
+from .radix_cache import RadixCache
+from .request import Request
+
+
+class CacheManager:
+    """Gives requests KV blocks, reusing and filling the prefix cache."""
+
+    def __init__(self, pool: BlockPool, enable_prefix_cache: bool = True) -> None:
+        self.pool = pool
+        self.block_size = pool.block_size
+        self.cache = RadixCache(pool) if enable_prefix_cache else None
+        self.hits = 0
+        self.misses = 0
+
+    @property
+    def available_blocks(self) -> int:
+        """Blocks obtainable now: free plus evictable."""
+        return self.pool.num_free + (self.cache.evictable_blocks if self.cache else 0)
+
+    def match(self, req: Request) -> None:
+        """Point a request being admitted at its cached prefix and lock it.
+
+        At least the last token stays uncomputed so the step can sample.
+        """
+        req.block_table, req.num_cached_blocks, req.cache_node, req.num_computed = [], 0, None, 0
+        if self.cache is None:
+            return
+        blocks, node = self.cache.match_prefix(req.all_ids[:-1])
+        self.cache.lock(node)
+        req.block_table = list(blocks)
+        req.num_cached_blocks = len(blocks)
+        req.cache_node = node
+        req.num_computed = len(blocks) * self.block_size
+
+    def record_admission(self, req: Request) -> None:
+        """Count the admitted request's cached tokens as hits, the rest as misses."""
+        self.hits += req.num_computed
+        self.misses += req.num_tokens - req.num_computed
+
+    def grow(self, req: Request, num_tokens: int) -> bool:
+        """Extend the block table to hold `num_tokens` tokens, evicting cache if needed.
+
+        Returns False, allocating nothing, when the blocks cannot be found.
+        """
+        need = self.pool.blocks_for(num_tokens) - len(req.block_table)
+        if need <= 0:
+            return True
+        if self.pool.num_free < need and self.cache is not None:
+            self.cache.evict(need - self.pool.num_free)
+        if self.pool.num_free < need:
+            return False
+        req.block_table.extend(self.pool.allocate(need))
+        return True
+
+    def cache_prefix(self, req: Request) -> None:
+        """Hand the full blocks of the request's computed tokens to the cache.
+
+        The request keeps reading them (now cache-owned and locked); private
+        duplicates of blocks the cache already had go back to the pool.
+        """
+        if self.cache is None:
+            return
+        bs = self.block_size
+        n_blocks = req.num_computed // bs
+        if n_blocks <= req.num_cached_blocks:
+            return
+        tokens = req.all_ids[: n_blocks * bs]
+        present = self.cache.insert(tokens, req.block_table[:n_blocks]) // bs
+        self.pool.free(req.block_table[req.num_cached_blocks : present])
+        tree_blocks, node = self.cache.match_prefix(tokens)
+        assert len(tree_blocks) == n_blocks, "inserted prefix must match in full"
+        req.block_table[:n_blocks] = tree_blocks
+        self.cache.lock(node)
+        if req.cache_node is not None:
+            self.cache.unlock(req.cache_node)
+        req.cache_node = node
+        req.num_cached_blocks = n_blocks
+
+    def release(self, req: Request, keep: bool = True) -> None:
+        """Give back all of the request's blocks (computed full blocks to the cache if `keep`)."""
+        if keep:
+            self.cache_prefix(req)
+        self.pool.free(req.block_table[req.num_cached_blocks :])
+        if self.cache is not None and req.cache_node is not None:
+            self.cache.unlock(req.cache_node)
+        req.block_table, req.num_cached_blocks, req.cache_node, req.num_computed = [], 0, None, 0
+
+    def stats(self) -> CacheStats:
+        """The seed's `cache` object (sizes in tokens)."""
+        looked_up = self.hits + self.misses
+        cache = self.cache
+        return CacheStats(
+            hit_rate=self.hits / looked_up if looked_up else 0.0,
+            hits=self.hits,
+            misses=self.misses,
+            evictable_size=cache.evictable_size if cache else 0,
+            protected_size=cache.protected_size if cache else 0,
+            total_cached=cache.total_size if cache else 0,
+            total_capacity=self.pool.num_blocks * self.block_size,
+            evictions=cache.evictions if cache else 0,
+            node_count=cache.node_count if cache else 0,
+        )

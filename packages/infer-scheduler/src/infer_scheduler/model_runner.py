@@ -1,0 +1,65 @@
+"""Runs one engine step on the model: inputs and attention metadata, forward, sampling.
+
+Invariant: one forward pass per step over the flattened batch; logits are
+computed only for the rows that sample (the last fed token of each request
+whose fed tokens reach the end of its `all_ids`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from infer_worker import KVCache, Sampler
+from infer_worker.metadata import AttentionMetadata
+
+from .request import Request
+
+
+class ModelRunner:
+    """Owns the KV cache tensor and the sampler of one model."""
+
+    def __init__(self, bundle: Any, num_blocks: int, block_size: int) -> None:
+        self.model = bundle.model
+        self.device = bundle.device
+        self.block_size = block_size
+        self.kv_cache = KVCache(bundle.config, num_blocks, block_size, bundle.dtype, bundle.device)
+        self.sampler = Sampler(bundle.config.vocab_size, bundle.device)
+
+    def run(self, items: list[tuple[Request, int]]) -> tuple[list[Request], Any]:
+        """Feed `n` new tokens of each request; return (requests that sampled, SampleOutput)."""
+        ids: list[int] = []
+        positions: list[int] = []
+        query_lens: list[int] = []
+        seq_lens: list[int] = []
+        tables: list[list[int]] = []
+        rows: list[int] = []
+        sampling: list[Request] = []
+        for req, n in items:
+            start = req.num_computed
+            ids.extend(req.all_ids[start : start + n])
+            positions.extend(range(start, start + n))
+            query_lens.append(n)
+            seq_lens.append(start + n)
+            tables.append(req.block_table[: -(-(start + n) // self.block_size)])
+            if start + n == req.num_tokens:
+                rows.append(len(ids) - 1)
+                sampling.append(req)
+        meta = AttentionMetadata.build(query_lens, seq_lens, tables, self.block_size, self.device)
+        with torch.inference_mode():
+            input_ids = torch.tensor(ids, dtype=torch.long, device=self.device)
+            pos = torch.tensor(positions, dtype=torch.long, device=self.device)
+            hidden = self.model(input_ids, pos, self.kv_cache, meta)
+            if not sampling:
+                return [], None
+            index = torch.tensor(rows, dtype=torch.long, device=self.device)
+            logits = self.model.compute_logits(hidden[index])
+            out = self.sampler.sample(
+                logits,
+                [r.params for r in sampling],
+                [r.generator for r in sampling],
+                [r.prompt_ids for r in sampling],
+                [r.output_ids for r in sampling],
+            )
+        return sampling, out

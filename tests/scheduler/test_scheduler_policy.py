@@ -1,0 +1,126 @@
+"""Scheduling policy (budget, chunking, preemption, cache reuse) driven without a model.
+
+`advance` plays the model's part: it marks the fed tokens computed and
+appends one new token to each request that reached its end.
+"""
+
+from __future__ import annotations
+
+from infer_scheduler.block_pool import BlockPool
+from infer_scheduler.cache_manager import CacheManager
+from infer_scheduler.request import Request, Status
+from infer_scheduler.scheduler import Batch, Scheduler
+
+
+def make(num_blocks: int, block_size: int = 4, cache: bool = True, **kw) -> Scheduler:
+    pool = BlockPool(num_blocks, block_size)
+    return Scheduler(CacheManager(pool, cache), kw.get("max_running", 8), kw.get("budget", 64))
+
+
+def advance(sched: Scheduler, batch: Batch, max_out: int = 1000) -> list[Request]:
+    done = []
+    for req, n in batch.items:
+        prefill = req.remaining > 1
+        req.num_computed += n
+        if prefill:
+            sched.cache.cache_prefix(req)
+        if req.num_computed == req.num_tokens:
+            req.all_ids.append(7)
+            if req.num_output >= max_out:
+                sched.remove(req)
+                done.append(req)
+    return done
+
+
+def leaked(sched: Scheduler) -> int:
+    pool, cache = sched.cache.pool, sched.cache.cache
+    held = sum(len(r.block_table) - r.num_cached_blocks for r in sched.running)
+    cached = cache.total_size // pool.block_size if cache else 0
+    return pool.num_used - cached - held
+
+
+def test_long_prompt_is_chunked_around_decodes() -> None:
+    sched = make(64, budget=8)
+    short = Request("short", [1, 2, 3])
+    sched.add(short)
+    advance(sched, sched.schedule())  # short prefilled, now decoding
+    long = Request("long", list(range(40)))
+    sched.add(long)
+    sizes = []
+    for _ in range(6):
+        batch = sched.schedule()
+        assert batch.num_tokens <= 8
+        assert (short, 1) in batch.items  # the decode runs every step
+        sizes.append(dict((r.request_id, n) for r, n in batch.items).get("long", 0))
+        advance(sched, batch)
+    assert sizes == [7, 7, 7, 7, 7, 5]
+    assert long.num_output == 1
+
+
+def test_max_running_caps_admission() -> None:
+    sched = make(64, max_running=2)
+    reqs = [Request(str(i), [i, i, i]) for i in range(4)]
+    for r in reqs:
+        sched.add(r)
+    batch = sched.schedule()
+    assert [r.request_id for r, _ in batch.items] == ["0", "1"]
+    assert len(sched.waiting) == 2
+
+
+def test_preempts_newest_and_everyone_finishes_without_leaks() -> None:
+    sched = make(6, block_size=4)  # 24 token slots
+    reqs = [Request(str(i), [10 + i] * 5) for i in range(4)]
+    for r in reqs:
+        sched.add(r)
+    finished: list[Request] = []
+    preempted = 0
+    for _ in range(200):
+        if not sched.has_work:
+            break
+        batch = sched.schedule()
+        preempted += batch.preempted
+        assert sched.cache.pool.num_used <= 6
+        finished += advance(sched, batch, max_out=8)
+        assert leaked(sched) == 0
+    assert sorted(r.request_id for r in finished) == ["0", "1", "2", "3"]
+    assert preempted > 0
+    assert all(r.num_output == 8 for r in finished)
+    assert leaked(sched) == 0 and not sched.running
+
+
+def test_too_big_alone_finishes_with_length() -> None:
+    sched = make(2, block_size=4)  # 8 slots
+    req = Request("big", [1] * 7)
+    sched.add(req)
+    for _ in range(10):
+        batch = sched.schedule()
+        if batch.finished:
+            break
+        advance(sched, batch)
+    assert batch.finished == [req] and req.finish_reason == "length"
+    assert req.status is Status.FINISHED and req.num_output == 2
+    assert leaked(sched) == 0
+
+
+def test_prefix_reuse_and_hit_counting() -> None:
+    sched = make(32, block_size=4)
+    first = Request("a", list(range(20)))
+    sched.add(first)
+    advance(sched, sched.schedule(), max_out=1)
+    second = Request("b", list(range(20)) + [99, 98])
+    sched.add(second)
+    batch = sched.schedule()
+    assert batch.items == [(second, 2)]  # 20 cached tokens, only the new ones fed
+    assert sched.cache.hits == 20 and sched.cache.misses == 20 + 2
+    assert second.cached_tokens == 20
+
+
+def test_no_prefix_cache_computes_everything() -> None:
+    sched = make(32, block_size=4, cache=False)
+    first = Request("a", list(range(20)))
+    sched.add(first)
+    advance(sched, sched.schedule(), max_out=1)
+    assert sched.cache.pool.num_free == 32
+    second = Request("b", list(range(20)) + [99])
+    sched.add(second)
+    assert sched.schedule().items == [(second, 21)]
