@@ -66,3 +66,17 @@ def plain_url() -> Iterator[str]:
 def fresh_url() -> Iterator[str]:
     """A test server of one test's own (its /stats start empty), 20 ms between chunks."""
     yield from _serve("--delay-ms", "20")
+
+
+@pytest.fixture(scope="session")
+def tokenizer_json(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A word-level tokenizer.json (with a BOS added by its post-processor)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    vocab = {"[UNK]": 0, "<s>": 1, **{f"w{i}": i + 2 for i in range(100)}}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    path = tmp_path_factory.mktemp("tok") / "tokenizer.json"
+    tok.save(str(path))
+    return path

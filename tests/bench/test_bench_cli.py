@@ -1,0 +1,231 @@
+"""`infer bench` end to end against real HTTP test servers (bench_sse_app.py)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from infer.bench.__main__ import main
+from infer.bench.tokens import CHUNKS
+
+
+def test_sweep_writes_table_json_and_plot(fresh_url: str, tmp_path: Path) -> None:
+    out, png = tmp_path / "r.json", tmp_path / "r.png"
+    args = [
+        "--url",
+        fresh_url + "/v1/",
+        "--concurrency",
+        "1,4",
+        "--requests",
+        "8",
+        "--output-len",
+        "5",
+        "--input-len",
+        "20",
+        "--warmup",
+        "2",
+        "--shared-prefix-len",
+        "16",
+        "--json",
+        str(out),
+        "--plot",
+        str(png),
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-m", "infer.bench", *args], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "concurrency 4 [########################] 8/8 failed 0" in proc.stderr
+    assert "counted with: server " in proc.stdout
+    data = json.loads(out.read_text())
+    assert data["model"] == "test-model" and data["url"] == fresh_url
+    assert data["tokenizer"] == f"server {fresh_url}/tokenize"
+    assert "api_key" not in data["config"]
+    assert [lv["concurrency"] for lv in data["levels"]] == [1, 4]
+    for lv in data["levels"]:
+        assert (lv["completed"], lv["failed"], lv["errors"]) == (8, 0, {})
+        assert lv["output_tokens"] == lv["server_completion_tokens"] == 40
+        assert lv["output_tokens_per_s"] == pytest.approx(40 / lv["duration_s"], rel=0.01)
+        assert 18 <= lv["ttft_ms"]["p50"] <= lv["e2e_ms"]["p50"]  # 20 ms before each chunk
+        assert 15 <= lv["itl_ms"]["p50"] < 500
+        assert lv["e2e_ms"]["p99"] >= 5 * 18
+    # four requests in flight at once take about a quarter of the time
+    assert data["levels"][1]["requests_per_s"] > 2 * data["levels"][0]["requests_per_s"]
+    assert png.read_bytes()[:4] == b"\x89PNG"
+
+    stats = httpx.get(fresh_url + "/stats").json()
+    assert stats["max_inflight"] == 4
+    bodies = stats["bodies"]
+    assert len(bodies) == 2 + 8 + 8
+    systems = {b["messages"][0]["content"] for b in bodies}
+    assert len(systems) == 1 and 14 <= len(systems.pop().split()) <= 18
+    users = [b["messages"][1]["content"] for b in bodies]
+    assert len(set(users)) == len(users) and all(19 <= len(u.split()) <= 21 for u in users)
+    assert all(b["ignore_eos"] is True and b["max_tokens"] == 5 for b in bodies)
+    assert all(b["temperature"] == 0 and b["stream"] is True for b in bodies)
+
+
+def test_chunk_fallback_api_key_and_completions(plain_url: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "r.json"
+    rc = main(
+        [
+            "--url",
+            plain_url,
+            "--api-key",
+            "sekrit",
+            "--endpoint",
+            "completions",
+            "--concurrency",
+            "2",
+            "--requests",
+            "4",
+            "--output-len",
+            "3",
+            "--warmup",
+            "0",
+            "--json",
+            str(out),
+        ]
+    )
+    assert rc == 0
+    assert "no tokenizer; counting stream chunks" in capsys.readouterr().err
+    level = json.loads(out.read_text())["levels"][0]
+    assert level["token_count_source"] == CHUNKS and level["output_tokens"] == 12
+
+
+def test_every_request_failing_exits_1(plain_url: str, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "r.json"
+    rc = main(
+        [
+            "--url",
+            plain_url,
+            "--model",
+            "test-model",
+            "--api-key",
+            "wrong",
+            "--concurrency",
+            "1,2",
+            "--requests",
+            "2",
+            "--warmup",
+            "1",
+            "--json",
+            str(out),
+        ]
+    )
+    assert rc == 1
+    assert "concurrency 2: 2 failed: HTTP 401: bad api key" in capsys.readouterr().out
+    levels = json.loads(out.read_text())["levels"]
+    assert [lv["failed"] for lv in levels] == [2, 2]
+
+
+def test_tokenizer_file_wins_over_server(sse_url: str, tokenizer_json: Path, tmp_path: Path):
+    out = tmp_path / "r.json"
+    rc = main(
+        [
+            "--url",
+            sse_url,
+            "--tokenizer",
+            str(tokenizer_json),
+            "--concurrency",
+            "3",
+            "--requests",
+            "3",
+            "--output-len",
+            "4",
+            "--warmup",
+            "0",
+            "--json",
+            str(out),
+        ]
+    )
+    data = json.loads(out.read_text())
+    assert rc == 0 and data["tokenizer"] == f"tokenizer file {tokenizer_json}"
+    assert data["levels"][0]["output_tokens"] == 12  # the BOS of the post-processor is not counted
+
+
+def test_failed_requests_are_counted_not_fatal(sse_url: str, tmp_path: Path) -> None:
+    data_path, out = tmp_path / "d.jsonl", tmp_path / "r.json"
+    lines = [
+        {"prompt": "fine"},
+        {"prompt": "FAIL400"},
+        {"prompt": "FAILMID now"},
+        {"messages": [{"role": "user", "content": "CUT"}]},
+        {"prompt": "also fine"},
+    ]
+    data_path.write_text("\n".join(json.dumps(line) for line in lines))
+    rc = main(
+        [
+            "--url",
+            sse_url,
+            "--dataset",
+            str(data_path),
+            "--concurrency",
+            "2",
+            "--requests",
+            "10",
+            "--output-len",
+            "4",
+            "--warmup",
+            "0",
+            "--json",
+            str(out),
+        ]
+    )
+    level = json.loads(out.read_text())["levels"][0]
+    assert rc == 0
+    assert (level["completed"], level["failed"]) == (4, 6)
+    assert level["errors"] == {
+        "HTTP 400: prompt asked for a failure": 2,
+        "stream error: engine exploded": 2,
+        "stream ended without finish_reason or [DONE]": 2,
+    }
+    assert level["output_tokens"] == 16
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--url", "ftp://x"], "--url must be an http(s) URL"),
+        (["--url", "http://127.0.0.1:{port}"], "cannot list models at http://127.0.0.1:"),
+        (["--dataset", "{tmp}/missing.jsonl"], "cannot read dataset"),
+        (["--dataset", "{tmp}/bad.jsonl"], "bad.jsonl:1: "),
+        (["--tokenizer", "{tmp}/missing.json"], "cannot load tokenizer"),
+        (["--dataset", "{tmp}/chat.jsonl", "--endpoint", "completions"], 'needs "prompt"'),
+    ],
+)
+def test_bad_input_is_a_clear_error(sse_url: str, tmp_path: Path, capsys, extra, message):
+    (tmp_path / "bad.jsonl").write_text("{nope\n")
+    (tmp_path / "chat.jsonl").write_text('{"messages": [{"role": "user", "content": "x"}]}\n')
+    extra = [e.format(port=_closed_port(), tmp=tmp_path) for e in extra]
+    rc = main(["--url", sse_url, "--concurrency", "1", "--requests", "1", *extra])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("infer bench: error: ") and message in err
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        ["--concurrency", "0,4"],
+        ["--concurrency", "x"],
+        ["--requests", "0"],
+        ["--shared-prefix-len", "-1"],
+    ],
+)
+def test_bad_flags_exit_2(flag: list[str], capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(flag)
+    assert info.value.code == 2 and "error: argument" in capsys.readouterr().err
