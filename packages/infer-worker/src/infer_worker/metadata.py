@@ -64,7 +64,9 @@ class AttentionMetadata:
         return cls(
             query_start_loc=torch.tensor(starts, dtype=torch.int32, device=device),
             seq_lens=torch.tensor(seq_lens, dtype=torch.int32, device=device),
-            block_tables=torch.tensor(padded, dtype=torch.int32, device=device).reshape(num_seqs, width),
+            block_tables=torch.tensor(padded, dtype=torch.int32, device=device).reshape(
+                num_seqs, width
+            ),
             slot_mapping=torch.tensor(slots, dtype=torch.int64, device=device),
             num_seqs=num_seqs,
             num_tokens=starts[-1],

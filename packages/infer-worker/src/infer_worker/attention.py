@@ -1,0 +1,29 @@
+"""The one attention entry point over the paged KV cache."""
+
+from __future__ import annotations
+
+import torch
+
+from .attention_cpu import paged_attention_torch, write_kv
+from .metadata import AttentionMetadata
+
+
+def paged_attention(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    key_cache: torch.Tensor,
+    value_cache: torch.Tensor,
+    meta: AttentionMetadata,
+    scale: float,
+) -> torch.Tensor:
+    """Write key/value [T, KVH, D] into meta.slot_mapping, then attend; returns [T, H, D].
+
+    Uses the Triton kernel on CUDA and the torch implementation elsewhere.
+    """
+    write_kv(key_cache, value_cache, key, value, meta.slot_mapping)
+    if query.is_cuda:
+        from .attention_triton import paged_attention_triton
+
+        return paged_attention_triton(query, key_cache, value_cache, meta, scale)
+    return paged_attention_torch(query, key_cache, value_cache, meta, scale)

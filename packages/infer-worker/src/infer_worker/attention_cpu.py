@@ -1,0 +1,120 @@
+"""Paged attention in plain torch (the CPU path; also correct on CUDA).
+
+Decodes (one query token) of all sequences are done together: their pages
+are gathered at once, GQA is folded into one batched matmul, and one masked
+softmax covers the batch. Each prefill chunk (several query tokens, maybe
+after a cached prefix) runs through scaled_dot_product_attention with an
+offset causal mask.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .metadata import AttentionMetadata
+
+
+def write_kv(
+    key_cache: torch.Tensor,
+    value_cache: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    slot_mapping: torch.Tensor,
+) -> None:
+    """Store key/value [T, KVH, D] of flattened token i into slot slot_mapping[i]."""
+    kvh, dim = key_cache.shape[-2:]
+    key_cache.view(-1, kvh, dim).index_copy_(0, slot_mapping, key.to(key_cache.dtype))
+    value_cache.view(-1, kvh, dim).index_copy_(0, slot_mapping, value.to(value_cache.dtype))
+
+
+def paged_attention_torch(
+    query: torch.Tensor,
+    key_cache: torch.Tensor,
+    value_cache: torch.Tensor,
+    meta: AttentionMetadata,
+    scale: float,
+) -> torch.Tensor:
+    """Attention output [T, H, D] for query [T, H, D] over the paged cache (already written)."""
+    if meta.decode_only:
+        return _decode(query, key_cache, value_cache, meta.block_tables, meta.seq_lens, scale)
+    out = torch.empty_like(query)
+    starts = meta.query_start_loc.tolist()
+    lens = meta.seq_lens.tolist()
+    q_lens = [starts[s + 1] - starts[s] for s in range(meta.num_seqs)]
+    decodes = [s for s in range(meta.num_seqs) if q_lens[s] == 1]
+    if decodes:
+        seqs = torch.tensor(decodes, device=query.device)
+        tokens = torch.tensor([starts[s] for s in decodes], device=query.device)
+        out[tokens] = _decode(
+            query[tokens],
+            key_cache,
+            value_cache,
+            meta.block_tables[seqs],
+            meta.seq_lens[seqs],
+            scale,
+        )
+    for s in range(meta.num_seqs):
+        if q_lens[s] > 1:
+            a, b = starts[s], starts[s + 1]
+            out[a:b] = _prefill(
+                query[a:b], key_cache, value_cache, meta.block_tables[s], lens[s], scale
+            )
+    return out
+
+
+def _decode(
+    query: torch.Tensor,
+    key_cache: torch.Tensor,
+    value_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    seq_lens: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    """One query token per sequence: query [S, H, D] -> [S, H, D]."""
+    num_seqs, heads, dim = query.shape
+    _, block_size, kv_heads, _ = key_cache.shape
+    group = heads // kv_heads
+    max_len = int(seq_lens.max())
+    num_blocks = -(-max_len // block_size)
+    tables = block_tables[:, :num_blocks].long()
+    length = num_blocks * block_size
+    keys = key_cache[tables].view(num_seqs, length, kv_heads, dim).permute(0, 2, 3, 1)
+    values = value_cache[tables].view(num_seqs, length, kv_heads, dim).transpose(1, 2)
+    q = query.view(num_seqs, kv_heads, group, dim)
+    compute = torch.float32 if query.dtype != torch.float32 else query.dtype
+    scores = torch.matmul(q, keys).to(compute) * scale  # [S, KVH, G, L]
+    pad = torch.arange(length, device=query.device)[None, :] >= seq_lens[:, None]
+    scores.masked_fill_(pad[:, None, None, :], float("-inf"))
+    probs = torch.softmax(scores, dim=-1).to(values.dtype)
+    return torch.matmul(probs, values).reshape(num_seqs, heads, dim)
+
+
+def _prefill(
+    query: torch.Tensor,
+    key_cache: torch.Tensor,
+    value_cache: torch.Tensor,
+    table: torch.Tensor,
+    seq_len: int,
+    scale: float,
+) -> torch.Tensor:
+    """Query tokens that are the last q_len of seq_len context tokens: [Q, H, D] -> [Q, H, D]."""
+    q_len, heads, dim = query.shape
+    _, block_size, kv_heads, _ = key_cache.shape
+    num_blocks = -(-seq_len // block_size)
+    blocks = table[:num_blocks].long()
+    keys = key_cache[blocks].view(-1, kv_heads, dim)[:seq_len].transpose(0, 1)
+    values = value_cache[blocks].view(-1, kv_heads, dim)[:seq_len].transpose(0, 1)
+    q = query.transpose(0, 1)
+    offset = seq_len - q_len
+    q_pos = torch.arange(q_len, device=query.device)[:, None] + offset
+    mask = torch.arange(seq_len, device=query.device)[None, :] <= q_pos
+    out = F.scaled_dot_product_attention(
+        q.unsqueeze(0),
+        keys.unsqueeze(0),
+        values.unsqueeze(0),
+        attn_mask=mask,
+        scale=scale,
+        enable_gqa=kv_heads != heads,
+    )
+    return out[0].transpose(0, 1)

