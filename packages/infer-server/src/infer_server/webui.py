@@ -1,10 +1,51 @@
-"""Web UI routes (chat at /, dashboard at /dashboard); filled in by the web UI issue."""
+"""Web UI routes: the chat at `/`, the dashboard at `/dashboard`, assets at `/static/`.
+
+Invariants: every file served comes from the package's `static/` directory
+(shipped as package data); pages carry a Content-Security-Policy that allows
+only this origin, so the UI never loads anything from elsewhere.
+"""
 
 from __future__ import annotations
 
-from starlette.routing import BaseRoute
+from pathlib import Path
+
+from starlette.requests import Request
+from starlette.responses import FileResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+        "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+def _page(filename: str) -> Route:
+    """A GET route serving one HTML page of the static directory."""
+    path = STATIC_DIR / filename
+
+    async def endpoint(request: Request) -> FileResponse:
+        return FileResponse(path, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+
+    return Route(
+        "/" if filename == "index.html" else "/" + filename.removesuffix(".html"),
+        endpoint,
+        methods=["GET"],
+        name=f"webui-{filename.removesuffix('.html')}",
+    )
 
 
 def routes() -> list[BaseRoute]:
-    """Routes serving the packaged web UI; empty until the UI lands."""
-    return []
+    """Routes serving the packaged web UI; mount them after the API routes."""
+    return [
+        _page("index.html"),
+        _page("dashboard.html"),
+        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
