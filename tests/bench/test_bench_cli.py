@@ -15,30 +15,22 @@ from infer.bench.__main__ import main
 from infer.bench.tokens import CHUNKS
 
 
+def bench(flags: str, *extra: str) -> int:
+    """Run `infer bench` in this process with whitespace-separated `flags` plus `extra`."""
+    return main([*flags.split(), *extra])
+
+
 def test_sweep_writes_table_json_and_plot(fresh_url: str, tmp_path: Path) -> None:
     out, png = tmp_path / "r.json", tmp_path / "r.png"
-    args = [
-        "--url",
-        fresh_url + "/v1/",
-        "--concurrency",
-        "1,4",
-        "--requests",
-        "8",
-        "--output-len",
-        "5",
-        "--input-len",
-        "20",
-        "--warmup",
-        "2",
-        "--shared-prefix-len",
-        "16",
-        "--json",
-        str(out),
-        "--plot",
-        str(png),
-    ]
+    flags = (
+        f"--url {fresh_url}/v1/ --concurrency 1,4 --requests 8 --output-len 5 --input-len 20"
+        f" --warmup 2 --shared-prefix-len 16 --json {out} --plot {png}"
+    )
     proc = subprocess.run(
-        [sys.executable, "-m", "infer.bench", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "infer.bench", *flags.split()],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert "concurrency 4 [########################] 8/8 failed 0" in proc.stderr
@@ -55,7 +47,7 @@ def test_sweep_writes_table_json_and_plot(fresh_url: str, tmp_path: Path) -> Non
         assert 18 <= lv["ttft_ms"]["p50"] <= lv["e2e_ms"]["p50"]  # 20 ms before each chunk
         assert 15 <= lv["itl_ms"]["p50"] < 500
         assert lv["e2e_ms"]["p99"] >= 5 * 18
-    # four requests in flight at once take about a quarter of the time
+    # four requests in flight at once finish several times faster
     assert data["levels"][1]["requests_per_s"] > 2 * data["levels"][0]["requests_per_s"]
     assert png.read_bytes()[:4] == b"\x89PNG"
 
@@ -73,26 +65,8 @@ def test_sweep_writes_table_json_and_plot(fresh_url: str, tmp_path: Path) -> Non
 
 def test_chunk_fallback_api_key_and_completions(plain_url: str, tmp_path: Path, capsys) -> None:
     out = tmp_path / "r.json"
-    rc = main(
-        [
-            "--url",
-            plain_url,
-            "--api-key",
-            "sekrit",
-            "--endpoint",
-            "completions",
-            "--concurrency",
-            "2",
-            "--requests",
-            "4",
-            "--output-len",
-            "3",
-            "--warmup",
-            "0",
-            "--json",
-            str(out),
-        ]
-    )
+    flags = "--api-key sekrit --endpoint completions --concurrency 2 --requests 4"
+    rc = bench(f"--url {plain_url} {flags} --output-len 3 --warmup 0 --json {out}")
     assert rc == 0
     assert "no tokenizer; counting stream chunks" in capsys.readouterr().err
     level = json.loads(out.read_text())["levels"][0]
@@ -101,25 +75,8 @@ def test_chunk_fallback_api_key_and_completions(plain_url: str, tmp_path: Path, 
 
 def test_every_request_failing_exits_1(plain_url: str, tmp_path: Path, capsys) -> None:
     out = tmp_path / "r.json"
-    rc = main(
-        [
-            "--url",
-            plain_url,
-            "--model",
-            "test-model",
-            "--api-key",
-            "wrong",
-            "--concurrency",
-            "1,2",
-            "--requests",
-            "2",
-            "--warmup",
-            "1",
-            "--json",
-            str(out),
-        ]
-    )
-    assert rc == 1
+    flags = "--model test-model --api-key wrong --concurrency 1,2 --requests 2 --warmup 1"
+    assert bench(f"--url {plain_url} {flags} --json {out}") == 1
     assert "concurrency 2: 2 failed: HTTP 401: bad api key" in capsys.readouterr().out
     levels = json.loads(out.read_text())["levels"]
     assert [lv["failed"] for lv in levels] == [2, 2]
@@ -127,26 +84,10 @@ def test_every_request_failing_exits_1(plain_url: str, tmp_path: Path, capsys) -
 
 def test_tokenizer_file_wins_over_server(sse_url: str, tokenizer_json: Path, tmp_path: Path):
     out = tmp_path / "r.json"
-    rc = main(
-        [
-            "--url",
-            sse_url,
-            "--tokenizer",
-            str(tokenizer_json),
-            "--concurrency",
-            "3",
-            "--requests",
-            "3",
-            "--output-len",
-            "4",
-            "--warmup",
-            "0",
-            "--json",
-            str(out),
-        ]
-    )
+    flags = "--concurrency 3 --requests 3 --output-len 4 --warmup 0"
+    assert bench(f"--url {sse_url} {flags} --json {out}", "--tokenizer", str(tokenizer_json)) == 0
     data = json.loads(out.read_text())
-    assert rc == 0 and data["tokenizer"] == f"tokenizer file {tokenizer_json}"
+    assert data["tokenizer"] == f"tokenizer file {tokenizer_json}"
     assert data["levels"][0]["output_tokens"] == 12  # the BOS of the post-processor is not counted
 
 
@@ -160,26 +101,9 @@ def test_failed_requests_are_counted_not_fatal(sse_url: str, tmp_path: Path) -> 
         {"prompt": "also fine"},
     ]
     data_path.write_text("\n".join(json.dumps(line) for line in lines))
-    rc = main(
-        [
-            "--url",
-            sse_url,
-            "--dataset",
-            str(data_path),
-            "--concurrency",
-            "2",
-            "--requests",
-            "10",
-            "--output-len",
-            "4",
-            "--warmup",
-            "0",
-            "--json",
-            str(out),
-        ]
-    )
+    flags = "--concurrency 2 --requests 10 --output-len 4 --warmup 0"
+    assert bench(f"--url {sse_url} --dataset {data_path} {flags} --json {out}") == 0
     level = json.loads(out.read_text())["levels"][0]
-    assert rc == 0
     assert (level["completed"], level["failed"]) == (4, 6)
     assert level["errors"] == {
         "HTTP 400: prompt asked for a failure": 2,
@@ -198,34 +122,36 @@ def _closed_port() -> int:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        (["--url", "ftp://x"], "--url must be an http(s) URL"),
-        (["--url", "http://127.0.0.1:{port}"], "cannot list models at http://127.0.0.1:"),
-        (["--dataset", "{tmp}/missing.jsonl"], "cannot read dataset"),
-        (["--dataset", "{tmp}/bad.jsonl"], "bad.jsonl:1: "),
-        (["--tokenizer", "{tmp}/missing.json"], "cannot load tokenizer"),
-        (["--dataset", "{tmp}/chat.jsonl", "--endpoint", "completions"], 'needs "prompt"'),
+        ("--url ftp://x", "--url must be an http(s) URL"),
+        ("--url http://127.0.0.1:{port}", "cannot list models at http://127.0.0.1:"),
+        ("--dataset {tmp}/missing.jsonl", "cannot read dataset"),
+        ("--dataset {tmp}/bad.jsonl", "bad.jsonl:1: "),
+        ("--tokenizer {tmp}/missing.json", "cannot load tokenizer"),
+        ("--dataset {tmp}/chat.jsonl --endpoint completions", 'needs "prompt"'),
+        ("--json {tmp}/no/such/dir/r.json", "its directory does not exist"),
     ],
 )
 def test_bad_input_is_a_clear_error(sse_url: str, tmp_path: Path, capsys, extra, message):
     (tmp_path / "bad.jsonl").write_text("{nope\n")
     (tmp_path / "chat.jsonl").write_text('{"messages": [{"role": "user", "content": "x"}]}\n')
-    extra = [e.format(port=_closed_port(), tmp=tmp_path) for e in extra]
-    rc = main(["--url", sse_url, "--concurrency", "1", "--requests", "1", *extra])
+    extra = extra.format(port=_closed_port(), tmp=tmp_path)
+    assert bench(f"--url {sse_url} --concurrency 1 --requests 1 {extra}") == 2
     err = capsys.readouterr().err
-    assert rc == 2
     assert err.startswith("infer bench: error: ") and message in err
 
 
 @pytest.mark.parametrize(
-    "flag",
+    "flags",
     [
-        ["--concurrency", "0,4"],
-        ["--concurrency", "x"],
-        ["--requests", "0"],
-        ["--shared-prefix-len", "-1"],
+        "--concurrency 0,4",
+        "--concurrency x",
+        "--requests 0",
+        "--shared-prefix-len -1",
+        "--temperature -0.5",
+        "--timeout 0",
     ],
 )
-def test_bad_flags_exit_2(flag: list[str], capsys) -> None:
+def test_bad_flags_exit_2(flags: str, capsys) -> None:
     with pytest.raises(SystemExit) as info:
-        main(flag)
+        bench(flags)
     assert info.value.code == 2 and "error: argument" in capsys.readouterr().err

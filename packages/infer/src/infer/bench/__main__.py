@@ -10,7 +10,10 @@ from infer.bench.cli import add_arguments, run
 
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv` and run the benchmark; returns the exit status."""
-    parser = argparse.ArgumentParser(prog="infer bench", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="infer bench",
+        description="Measure TTFT, inter-token latency, end-to-end latency and throughput.",
+    )
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

@@ -12,6 +12,7 @@ import asyncio
 import datetime
 import random
 import sys
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
@@ -52,28 +53,90 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `infer bench` flags to `parser`."""
     add = parser.add_argument
     add("--url", default="http://127.0.0.1:8000", help="server base URL, with or without /v1")
     add("--model", help="model name (default: the first of GET /v1/models)")
-    add("--endpoint", choices=("chat", "completions"), default="chat")
-    add("--concurrency", type=concurrency_list, default=[1, 8, 32], help="sweep, e.g. 1,8,32")
-    add("--requests", type=_positive, default=64, help="requests per concurrency level")
-    add("--input-len", type=_positive, default=128, help="synthetic prompt length (tokens)")
-    add("--output-len", type=_positive, default=128, help="max_tokens of every request")
-    add("--dataset", help='JSONL file: a "prompt" string or a "messages" list per line')
-    add("--shared-prefix-len", type=_non_negative, default=0, help="common system prompt tokens")
-    add("--api-key", help="sent as 'Authorization: Bearer KEY'")
-    add("--temperature", type=float, default=0.0)
-    add("--no-ignore-eos", dest="ignore_eos", action="store_false", help='omit "ignore_eos"')
-    add("--warmup", type=_non_negative, default=1, help="requests sent and discarded first")
+    add("--endpoint", choices=("chat", "completions"), default="chat", help="(default: chat)")
     add(
-        "--tokenizer", help="tokenizer.json used to count output tokens (default: server /tokenize)"
+        "--concurrency",
+        type=concurrency_list,
+        default=[1, 8, 32],
+        metavar="N[,N...]",
+        help="concurrency levels, run in turn (default: 1,8,32)",
     )
-    add("--timeout", type=float, default=600.0, help="seconds per request")
-    add("--seed", type=int, default=0, help="seed of the synthetic prompts")
-    add("--json", dest="json_path", metavar="FILE", help="write results as JSON")
+    add("--requests", type=_positive, default=64, help="requests per level (default: 64)")
+    add(
+        "--input-len",
+        type=_positive,
+        default=128,
+        metavar="TOKENS",
+        help="synthetic prompt length (default: 128)",
+    )
+    add(
+        "--output-len",
+        type=_positive,
+        default=128,
+        metavar="TOKENS",
+        help="max_tokens of every request (default: 128)",
+    )
+    add(
+        "--dataset",
+        metavar="FILE",
+        help='JSONL prompts instead of synthetic ones: {"prompt": str} or {"messages": [...]}',
+    )
+    add(
+        "--shared-prefix-len",
+        type=_non_negative,
+        default=0,
+        metavar="TOKENS",
+        help="common system prompt put before every request (default: 0)",
+    )
+    add("--api-key", help="sent as 'Authorization: Bearer KEY'")
+    add("--temperature", type=_non_negative_float, default=0.0, help="(default: 0)")
+    add(
+        "--no-ignore-eos",
+        dest="ignore_eos",
+        action="store_false",
+        help='do not send "ignore_eos": true (for servers that reject it)',
+    )
+    add(
+        "--warmup",
+        type=_non_negative,
+        default=1,
+        metavar="N",
+        help="requests sent first and not measured (default: 1)",
+    )
+    add(
+        "--tokenizer",
+        metavar="tokenizer.json",
+        help="count output tokens with this file (default: the server's POST /tokenize, "
+        "else stream chunks)",
+    )
+    add(
+        "--timeout",
+        type=_positive_float,
+        default=600.0,
+        metavar="SECONDS",
+        help="per request (default: 600)",
+    )
+    add("--seed", type=int, default=0, help="seed of the synthetic prompts (default: 0)")
+    add("--json", dest="json_path", metavar="FILE", help="write the results as JSON")
     add("--plot", dest="plot_path", metavar="FILE.png", help="write a PNG plot")
 
 
@@ -150,6 +213,9 @@ def _bodies(args, model: str, items: list[dict], prefix: str) -> list[dict]:
 async def bench(args: argparse.Namespace) -> tuple[dict, list[LevelSummary]]:
     """Run the warmup and the sweep; returns (meta, one summary per level)."""
     root = base_url(args.url)
+    for path in (args.json_path, args.plot_path):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise BenchError(f"cannot write {path}: its directory does not exist")
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     top = max(args.concurrency)
     limits = httpx.Limits(max_connections=top + 8, max_keepalive_connections=top + 8)
@@ -197,8 +263,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"infer bench: error: {exc}", file=sys.stderr)
         return 2
     print(text_report(meta, levels))
-    if args.json_path:
-        write_json(args.json_path, meta, levels)
-    if args.plot_path:
-        plot(args.plot_path, levels, f"infer bench: {meta['model']} at {meta['url']}")
+    try:
+        if args.json_path:
+            write_json(args.json_path, meta, levels)
+        if args.plot_path:
+            plot(args.plot_path, levels, f"infer bench: {meta['model']} at {meta['url']}")
+    except OSError as exc:
+        print(f"infer bench: error: cannot write results: {exc}", file=sys.stderr)
+        return 2
     return 0 if any(s.completed for s in levels) else 1
