@@ -1,11 +1,153 @@
-"""Command line of infer-scheduler (placeholder until its issue lands)."""
+"""Command line of the engine process: `infer-scheduler --model M --endpoint E`."""
 
 from __future__ import annotations
 
 import argparse
+import functools
+import logging
+import os
+import signal
+import sys
+import time
+from typing import Any
+
+from infer_protocol import ModelInfo
+
+DEFAULT_ENDPOINT = "ipc:///tmp/rustinfer.ipc"
+log = logging.getLogger("infer_scheduler")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="infer-scheduler",
+        description="The infer engine: serves a model over ZeroMQ with continuous batching.",
+    )
+    p.add_argument("--model", default="smollm2", help="smollm2, a .gguf file or a HF directory")
+    p.add_argument(
+        "--endpoint",
+        default=os.environ.get("ZMQ_ENDPOINT", DEFAULT_ENDPOINT),
+        help=f"ROUTER endpoint to bind, ipc:// or tcp:// (env ZMQ_ENDPOINT; default {DEFAULT_ENDPOINT})",
+    )
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
+    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument(
+        "--served-model-name",
+        action="append",
+        default=[],
+        help="extra name the model answers to (repeatable)",
+    )
+    p.add_argument("--kv-cache-tokens", type=int, default=None, help="KV cache capacity in tokens")
+    p.add_argument(
+        "--gpu-memory-utilization",
+        type=float,
+        default=0.9,
+        help="fraction of GPU memory for weights + KV cache (CUDA, without --kv-cache-tokens)",
+    )
+    p.add_argument("--block-size", type=int, default=16, help="tokens per KV block")
+    p.add_argument(
+        "--max-batch-tokens",
+        type=int,
+        default=None,
+        help="tokens fed per step (default 512 on CPU, 8192 on CUDA)",
+    )
+    p.add_argument("--max-running", type=int, default=64, help="most requests running at once")
+    p.add_argument("--queue-capacity", type=int, default=100, help="most waiting requests")
+    p.add_argument("--no-prefix-cache", action="store_true", help="turn the radix prefix cache off")
+    p.add_argument("--seed", type=int, default=None, help="seed for unseeded sampling")
+    p.add_argument(
+        "--log-level",
+        default=os.environ.get("LOG_LEVEL", "info"),
+        choices=["debug", "info", "warning", "error", "critical"],
+        type=str.lower,
+    )
+    return p
+
+
+def build_model_info(bundle: Any, names: list[str], request_id: str) -> ModelInfo:
+    """The ModelInfo answer for a loaded bundle."""
+    config = bundle.config
+    return ModelInfo(
+        request_id=request_id,
+        served_model_names=names,
+        context_length=config.context_length,
+        tokenizer_json=bundle.tokenizer.to_str(),
+        chat_template=bundle.chat_template,
+        bos_token=config.bos_token,
+        eos_token=config.eos_token,
+        bos_token_id=config.bos_token_id,
+        eos_token_ids=list(config.eos_token_ids),
+        add_bos_token=config.add_bos_token,
+        vocab_size=config.vocab_size,
+        device=str(bundle.device),
+        dtype=str(bundle.dtype).removeprefix("torch."),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="infer-scheduler")
-    parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    import torch
+
+    from infer_worker import ModelLoadError, load_model
+
+    from .engine import Engine
+    from .options import EngineOptions
+    from .server import EngineServer
+
+    try:
+        options = EngineOptions(
+            max_batch_tokens=args.max_batch_tokens,
+            max_running=args.max_running,
+            kv_cache_tokens=args.kv_cache_tokens,
+            gpu_memory_utilization=args.gpu_memory_utilization,
+            block_size=args.block_size,
+            enable_prefix_cache=not args.no_prefix_cache,
+            queue_capacity=args.queue_capacity,
+        )
+    except ValueError as exc:
+        print(f"infer-scheduler: error: {exc}", file=sys.stderr)
+        return 2
+    if args.seed is not None:
+        torch.manual_seed(args.seed)
+    started = time.monotonic()
+    try:
+        bundle = load_model(args.model, device=args.device, dtype=args.dtype)
+    except ModelLoadError as exc:
+        log.error("could not load model: %s", exc)
+        return 1
+    engine = Engine(bundle, options)
+    names = list(dict.fromkeys([bundle.served_name, *args.served_model_name]))
+    try:
+        server = EngineServer(
+            engine, args.endpoint, functools.partial(build_model_info, bundle, names)
+        )
+    except Exception as exc:
+        log.error("could not bind %s: %s", args.endpoint, exc)
+        return 1
+    signal.signal(signal.SIGTERM, server.stop)
+    signal.signal(signal.SIGINT, server.stop)
+    log.info(
+        "engine ready model=%s names=%s endpoint=%s device=%s dtype=%s kv_blocks=%d block_size=%d "
+        "max_batch_tokens=%d max_running=%d prefix_cache=%s load_s=%.1f",
+        args.model,
+        ",".join(names),
+        args.endpoint,
+        bundle.device,
+        str(bundle.dtype).removeprefix("torch."),
+        engine.pool.num_blocks,
+        engine.pool.block_size,
+        engine.scheduler.max_batch_tokens,
+        options.max_running,
+        "on" if options.enable_prefix_cache else "off",
+        time.monotonic() - started,
+    )
+    server.serve()
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""The engine process's loop: a zmq ROUTER socket serving the infer protocol.
+
+Invariants: one loop, one thread; new messages are taken without blocking
+while requests are live (blocking up to `idle_poll_ms` when idle); each pass
+runs at most one engine step and sends each delta to the identity that sent
+the request. A bad frame is answered with RequestError(code="bad_frame")
+and never ends the loop; neither does a failing step (its requests get
+RequestError(code="internal")). `stop()` (from a signal handler) ends the
+loop: live requests get RequestError(code="shutting_down") and the ipc
+socket file is removed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable
+
+import zmq
+
+from infer_protocol import (
+    AbortRequest,
+    GenerateRequest,
+    Message,
+    MetricsQuery,
+    ModelInfoQuery,
+    Ping,
+    Pong,
+    ProtocolError,
+    RequestError,
+    decode,
+    encode,
+)
+
+from .engine import Engine, EngineError
+
+log = logging.getLogger("infer_scheduler")
+MAX_MESSAGES_PER_PASS = 256
+
+
+def ipc_path(endpoint: str) -> str | None:
+    """The socket file of an ipc:// endpoint, else None."""
+    return endpoint[len("ipc://") :] if endpoint.startswith("ipc://") else None
+
+
+class EngineServer:
+    """Serves one Engine on one ROUTER socket."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        endpoint: str,
+        model_info: Callable[[str], Message],
+        idle_poll_ms: int = 100,
+    ) -> None:
+        self.engine = engine
+        self.endpoint = endpoint
+        self.model_info = model_info
+        self.idle_poll_ms = idle_poll_ms
+        self._stopping = False
+        self._owners: dict[str, list[bytes]] = {}
+        self._ctx = zmq.Context()
+        self.socket = self._ctx.socket(zmq.ROUTER)
+        self.socket.setsockopt(zmq.LINGER, 1000)
+        self.socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        self._bind()
+
+    def _bind(self) -> None:
+        path = ipc_path(self.endpoint)
+        if path is None:
+            self.socket.bind(self.endpoint)
+            return
+        old = os.umask(0o177)  # the socket file is created owner-only (0600)
+        try:
+            self.socket.bind(self.endpoint)
+        finally:
+            os.umask(old)
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o600)
+
+    def stop(self, *_args: object) -> None:
+        """Ask the loop to end after the current pass (safe in a signal handler)."""
+        self._stopping = True
+
+    # ------------------------------------------------------------ loop
+    def serve(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        try:
+            while not self._stopping:
+                timeout = 0 if self.engine.has_work else self.idle_poll_ms
+                try:
+                    ready = poller.poll(timeout)
+                except zmq.ZMQError as exc:
+                    if exc.errno == zmq.EINTR:
+                        continue
+                    raise
+                if ready:
+                    self._drain()
+                if self.engine.has_work and not self._stopping:
+                    self._step()
+        finally:
+            self._shutdown()
+
+    def _drain(self) -> None:
+        for _ in range(MAX_MESSAGES_PER_PASS):
+            try:
+                frames = self.socket.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return
+            self._handle(frames)
+
+    def _step(self) -> None:
+        try:
+            deltas = self.engine.step()
+        except Exception:
+            log.exception("engine step failed; failing its requests")
+            for request_id in self.engine.abort_all():
+                self._reply_to(
+                    request_id, RequestError(request_id, "internal", "engine step failed")
+                )
+            return
+        for delta in deltas:
+            self._reply_to(delta.request_id, delta)
+
+    # ------------------------------------------------------------ messages
+    def _handle(self, frames: list[bytes]) -> None:
+        if len(frames) < 2:
+            log.warning("dropping a message without a sender identity")
+            return
+        envelope, payload = frames[:-1], frames[-1]
+        try:
+            msg = decode(payload)
+        except ProtocolError as exc:
+            log.warning("bad frame from %r: %s", envelope[0], exc)
+            self._send(envelope, RequestError("", "bad_frame", str(exc)))
+            return
+        try:
+            self._dispatch(envelope, msg)
+        except Exception as exc:  # a bug answering one message must not end the loop
+            log.exception("failed to handle %s", type(msg).__name__)
+            self._send(envelope, RequestError(getattr(msg, "request_id", ""), "internal", str(exc)))
+
+    def _dispatch(self, envelope: list[bytes], msg: Message) -> None:
+        if isinstance(msg, GenerateRequest):
+            try:
+                self.engine.add_request(msg)
+            except EngineError as exc:
+                self._send(envelope, RequestError(msg.request_id, exc.code, exc.message))
+                return
+            self._owners[msg.request_id] = envelope
+        elif isinstance(msg, AbortRequest):
+            self.engine.abort(msg.request_id)
+        elif isinstance(msg, Ping):
+            sched = self.engine.scheduler
+            self._send(envelope, Pong(msg.request_id, len(sched.running), len(sched.waiting)))
+        elif isinstance(msg, ModelInfoQuery):
+            self._send(envelope, self.model_info(msg.request_id))
+        elif isinstance(msg, MetricsQuery):
+            self._send(envelope, self.engine.metrics(msg.request_id))
+        else:
+            text = f"{type(msg).__name__} is not a request the engine accepts"
+            self._send(envelope, RequestError("", "bad_frame", text))
+
+    def _reply_to(self, request_id: str, msg: Message) -> None:
+        envelope = self._owners.get(request_id)
+        if envelope is None:
+            return
+        if isinstance(msg, RequestError) or getattr(msg, "finished", False):
+            del self._owners[request_id]
+        self._send(envelope, msg)
+
+    def _send(self, envelope: list[bytes], msg: Message) -> None:
+        try:
+            self.socket.send_multipart([*envelope, encode(msg)], zmq.NOBLOCK)
+        except zmq.ZMQError as exc:  # peer gone or its queue full: drop this message
+            log.warning("could not send %s: %s", type(msg).__name__, exc)
+
+    # ------------------------------------------------------------ shutdown
+    def _shutdown(self) -> None:
+        for request_id in self.engine.abort_all():
+            self._reply_to(
+                request_id, RequestError(request_id, "shutting_down", "engine shutting down")
+            )
+        self.socket.close(linger=1000)
+        self._ctx.term()
+        path = ipc_path(self.endpoint)
+        if path:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        log.info("engine stopped")
