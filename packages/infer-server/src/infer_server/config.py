@@ -1,0 +1,133 @@
+"""Gateway settings from command-line flags with environment fallbacks.
+
+Precedence: flag > environment variable > default. `Settings` is frozen;
+the app never reads the environment after it is built.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+DEFAULT_ENDPOINT = "ipc:///tmp/rustinfer.ipc"
+LOG_LEVELS = ("trace", "debug", "info", "warning", "warn", "error", "critical")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the gateway needs to run; see the package README for flags."""
+
+    host: str = "0.0.0.0"
+    port: int = 8000
+    engine_endpoint: str = DEFAULT_ENDPOINT
+    log_level: str = "info"
+    api_key: str | None = None
+    cors_origins: tuple[str, ...] = ("*",)
+    request_timeout: float = 30.0
+    max_body_bytes: int = 4 * 1024 * 1024
+    served_model_names: tuple[str, ...] = ()
+    chat_template_file: str | None = None
+    ping_interval: float = 0.5
+    engine_dead_after: float = 3.0
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be in [0, 65535], got {text}")
+    return value
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The infer-server argument parser; defaults come from `env`."""
+    p = argparse.ArgumentParser(
+        prog="infer-server", description="OpenAI-compatible gateway in front of infer-scheduler."
+    )
+    p.add_argument("--host", default=env.get("HOST", "0.0.0.0"), help="bind address (HOST)")
+    p.add_argument("--port", type=_port, default=env.get("PORT", "8000"), help="bind port (PORT)")
+    p.add_argument(
+        "--engine-endpoint",
+        default=env.get("ENGINE_ENDPOINT", DEFAULT_ENDPOINT),
+        help="ZeroMQ endpoint of the engine (ENGINE_ENDPOINT)",
+    )
+    p.add_argument(
+        "--log-level",
+        default=env.get("LOG_LEVEL", "info").lower(),
+        type=str.lower,
+        choices=LOG_LEVELS,
+        help="log level (LOG_LEVEL)",
+    )
+    p.add_argument(
+        "--api-key", default=env.get("API_KEY") or None, help="require this Bearer key (API_KEY)"
+    )
+    p.add_argument(
+        "--cors-origins",
+        nargs="*",
+        default=None,
+        help="allowed CORS origins (CORS_ORIGINS, comma separated); default any origin",
+    )
+    p.add_argument(
+        "--request-timeout",
+        type=_positive_float,
+        default=env.get("REQUEST_TIMEOUT", "30"),
+        help="seconds without engine progress before 504 (REQUEST_TIMEOUT)",
+    )
+    p.add_argument(
+        "--max-body-bytes",
+        type=_positive_int,
+        default=env.get("MAX_BODY_BYTES", str(4 * 1024 * 1024)),
+        help="largest accepted request body (MAX_BODY_BYTES)",
+    )
+    p.add_argument(
+        "--served-model-name",
+        action="append",
+        default=[],
+        help="extra model name to answer to (repeatable)",
+    )
+    p.add_argument(
+        "--chat-template", default=None, help="Jinja chat template file overriding the model's"
+    )
+    return p
+
+
+def parse_settings(
+    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+) -> Settings:
+    """Parse flags (argv) with fallbacks from env (default os.environ)."""
+    env = os.environ if env is None else env
+    args = build_parser(env).parse_args(argv)
+    if args.cors_origins is not None:
+        origins = tuple(args.cors_origins)
+    elif env.get("CORS_ORIGINS"):
+        origins = tuple(o.strip() for o in env["CORS_ORIGINS"].split(",") if o.strip())
+    else:
+        origins = ("*",)
+    level = "warning" if args.log_level == "warn" else args.log_level
+    return Settings(
+        host=args.host,
+        port=int(args.port),
+        engine_endpoint=args.engine_endpoint,
+        log_level=level,
+        api_key=args.api_key,
+        cors_origins=origins,
+        request_timeout=float(args.request_timeout),
+        max_body_bytes=int(args.max_body_bytes),
+        served_model_names=tuple(args.served_model_name),
+        chat_template_file=args.chat_template,
+    )

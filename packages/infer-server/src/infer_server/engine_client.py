@@ -1,0 +1,207 @@
+"""The gateway's connection to the engine: one zmq.asyncio DEALER socket.
+
+Invariants: one reader task owns `recv`; every message is routed by its
+`request_id` to the queue registered for it (unknown ids are dropped). The
+health loop pings every `ping_interval`; when nothing has been heard for
+`dead_after` seconds the engine is down: every open stream receives an
+`EngineUnavailable` item and new sends raise it until the engine answers a
+Ping again and its ModelInfo has been loaded (then `connected` is True).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from collections.abc import Callable
+
+import zmq
+import zmq.asyncio
+
+from infer_protocol import (
+    AbortRequest,
+    Message,
+    ModelInfo,
+    ModelInfoQuery,
+    Ping,
+    ProtocolError,
+    decode,
+    encode,
+)
+
+log = logging.getLogger("infer_server.engine")
+
+
+class EngineUnavailable(Exception):
+    """The engine cannot be reached (down, restarting, or not started yet)."""
+
+
+class EngineClient:
+    """Request/response correlation over one DEALER socket."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        *,
+        ping_interval: float = 0.5,
+        dead_after: float = 3.0,
+        on_model_info: Callable[[ModelInfo], None] | None = None,
+    ) -> None:
+        self.endpoint = endpoint
+        self.ping_interval = ping_interval
+        self.dead_after = dead_after
+        self._on_model_info = on_model_info
+        self._ctx = zmq.asyncio.Context()
+        self._sock: zmq.asyncio.Socket | None = None
+        self._pending: dict[str, asyncio.Queue] = {}
+        self._ids = itertools.count()
+        self._tasks: list[asyncio.Task] = []
+        self._last_seen = 0.0
+        self._loading: asyncio.Task | None = None
+        self.connected = False
+        self.model_info: ModelInfo | None = None
+        self.last_error: str | None = "engine not contacted yet"
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        sock = self._ctx.socket(zmq.DEALER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue for a peer that is not there
+        sock.setsockopt(zmq.RECONNECT_IVL, 100)
+        sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        sock.connect(self.endpoint)
+        self._sock = sock
+        self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._health())]
+
+    async def close(self) -> None:
+        for task in [*self._tasks, self._loading]:
+            if task is not None:
+                task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._fail_all("the gateway is shutting down")
+        if self._sock is not None:
+            self._sock.close(linger=0)
+        self._ctx.term()
+
+    # ------------------------------------------------------------- sending
+
+    def new_id(self, prefix: str) -> str:
+        return f"{prefix}-{next(self._ids)}"
+
+    def send(self, msg: Message) -> None:
+        """Send without waiting; raise EngineUnavailable when it cannot go out now."""
+        if self._sock is None:
+            raise EngineUnavailable("engine client not started")
+        fut = self._sock.send(encode(msg), flags=zmq.NOBLOCK)
+        if fut.done() and fut.exception() is not None:
+            raise EngineUnavailable(f"cannot send to the engine at {self.endpoint}")
+
+    def open_stream(self, request_id: str) -> asyncio.Queue:
+        """Register a request id; its messages arrive on the returned queue."""
+        if not self.connected:
+            raise EngineUnavailable(self.last_error or "engine not connected")
+        queue: asyncio.Queue = asyncio.Queue()
+        self._pending[request_id] = queue
+        return queue
+
+    def release(self, request_id: str) -> None:
+        self._pending.pop(request_id, None)
+
+    def abort(self, request_id: str, reason: str = "client") -> None:
+        """Best-effort AbortRequest; also forgets the id."""
+        self.release(request_id)
+        with contextlib.suppress(EngineUnavailable):
+            self.send(AbortRequest(request_id=request_id, reason=reason))
+
+    async def query(self, msg: Message, timeout: float) -> Message:
+        """Send a query (Ping, ModelInfoQuery, MetricsQuery) and wait for its answer."""
+        queue: asyncio.Queue = asyncio.Queue()
+        self._pending[msg.request_id] = queue
+        try:
+            self.send(msg)
+            item = await asyncio.wait_for(queue.get(), timeout)
+        except TimeoutError:
+            raise EngineUnavailable(f"engine did not answer within {timeout:g}s") from None
+        finally:
+            self._pending.pop(msg.request_id, None)
+        if isinstance(item, Exception):
+            raise item
+        return item
+
+    @property
+    def running(self) -> int:
+        return len(self._pending)
+
+    # --------------------------------------------------------------- tasks
+
+    async def _reader(self) -> None:
+        loop = asyncio.get_running_loop()
+        assert self._sock is not None
+        while True:
+            try:
+                frames = await self._sock.recv_multipart()
+            except asyncio.CancelledError:
+                raise
+            except zmq.ZMQError as exc:
+                log.warning("engine socket receive failed: %s", exc)
+                await asyncio.sleep(0.1)
+                continue
+            self._last_seen = loop.time()
+            try:
+                msg = decode(frames[-1])
+            except ProtocolError as exc:
+                log.warning("dropping a bad frame from the engine: %s", exc)
+                continue
+            queue = self._pending.get(msg.request_id)
+            if queue is not None:
+                queue.put_nowait(msg)
+            elif msg.request_id == "" and getattr(msg, "code", None) is not None:
+                log.warning("engine reported: %s", getattr(msg, "message", msg))
+            if not self.connected and self._loading is None:
+                self._loading = asyncio.create_task(self._load_model_info())
+
+    async def _load_model_info(self) -> None:
+        try:
+            info = await self.query(ModelInfoQuery(request_id=self.new_id("info")), timeout=10.0)
+            if not isinstance(info, ModelInfo):
+                raise EngineUnavailable(f"expected ModelInfo, got {type(info).__name__}")
+            if self._on_model_info is not None:
+                self._on_model_info(info)
+            self.model_info = info
+            self.connected = True
+            self.last_error = None
+            log.info("engine connected at %s serving %s", self.endpoint, info.served_model_names)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.last_error = f"loading model info failed: {exc}"
+            log.warning("%s", self.last_error)
+        finally:
+            self._loading = None
+
+    async def _health(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            with contextlib.suppress(EngineUnavailable):
+                self.send(Ping(request_id=self.new_id("ping")))
+            await asyncio.sleep(self.ping_interval)
+            silent = loop.time() - self._last_seen
+            if self.connected and silent > self.dead_after:
+                self._mark_down(f"engine stopped answering for {silent:.1f}s")
+
+    def _mark_down(self, reason: str) -> None:
+        log.warning("%s; failing %d open requests", reason, len(self._pending))
+        self.connected = False
+        self.last_error = reason
+        for request_id in list(self._pending):
+            with contextlib.suppress(EngineUnavailable):
+                self.send(AbortRequest(request_id=request_id, reason="engine_down"))
+        self._fail_all(reason)
+
+    def _fail_all(self, reason: str) -> None:
+        for queue in self._pending.values():
+            queue.put_nowait(EngineUnavailable(reason))

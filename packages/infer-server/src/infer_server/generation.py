@@ -1,0 +1,267 @@
+"""One engine request per choice: send, read deltas, detokenize, stop.
+
+Invariants: a `Choice` ends exactly once (one piece carries finish_reason);
+if it ends for any reason other than the engine finishing it (stop string,
+error, timeout, cancellation by a disconnected client) the engine receives
+an AbortRequest for it. Text after a matched stop string is never yielded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+
+from infer_protocol import GenerateRequest, RequestError, SamplingParams, TokenDelta
+
+from .detokenizer import IncrementalDetokenizer
+from .engine_client import EngineClient, EngineUnavailable
+from .errors import APIError, engine_timeout, engine_unavailable, from_engine
+from .metrics import RequestMetrics
+from .model import ServedModel
+from .stops import StopMatcher
+from .validation import Sampling
+
+
+@dataclass
+class TokenLogprob:
+    token_id: int
+    logprob: float
+    top: list[tuple[int, float]]
+
+
+@dataclass
+class Piece:
+    """Text released by one engine step of one choice."""
+
+    index: int
+    text: str
+    logprobs: list[TokenLogprob] | None = None
+    finish_reason: str | None = None
+
+
+@dataclass
+class ChoiceStats:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    queue_ms: float = 0.0
+    prefill_ms: float = 0.0
+    decode_ms: float = 0.0
+    tokens_per_second: float = 0.0
+    batch_size: int = 1
+
+
+def sampling_params(s: Sampling, seed: int | None) -> SamplingParams:
+    return SamplingParams(
+        temperature=s.temperature,
+        top_p=s.top_p,
+        top_k=s.top_k,
+        min_p=s.min_p,
+        presence_penalty=s.presence_penalty,
+        frequency_penalty=s.frequency_penalty,
+        repetition_penalty=s.repetition_penalty,
+        seed=seed,
+        logit_bias=dict(s.logit_bias),
+        logprobs=s.logprobs,
+        top_logprobs=s.top_logprobs,
+    )
+
+
+class Choice:
+    """Drives one GenerateRequest; iterate `pieces()` once."""
+
+    def __init__(
+        self,
+        client: EngineClient,
+        model: ServedModel,
+        *,
+        request_id: str,
+        index: int,
+        input_ids: list[int],
+        sampling: Sampling,
+        max_tokens: int,
+        timeout: float,
+        metrics: RequestMetrics,
+    ) -> None:
+        self.client = client
+        self.model = model
+        self.request_id = request_id
+        self.index = index
+        self.input_ids = input_ids
+        self.sampling = sampling
+        self.max_tokens = max_tokens
+        self.timeout = timeout
+        self.metrics = metrics
+        self.stats = ChoiceStats(prompt_tokens=len(input_ids))
+        self.text = ""
+
+    def _request(self) -> GenerateRequest:
+        seed = self.sampling.seed
+        if seed is not None:
+            seed = (seed + self.index) % (2**63)
+        return GenerateRequest(
+            request_id=self.request_id,
+            input_ids=self.input_ids,
+            sampling=sampling_params(self.sampling, seed),
+            max_tokens=self.max_tokens,
+            ignore_eos=self.sampling.ignore_eos,
+            arrival_time=time.time(),
+        )
+
+    async def pieces(self) -> AsyncIterator[Piece]:
+        try:
+            queue = self.client.open_stream(self.request_id)
+            self.client.send(self._request())
+        except EngineUnavailable as exc:
+            self.client.release(self.request_id)
+            raise engine_unavailable(f"The inference engine is not available: {exc}") from None
+        detok = IncrementalDetokenizer(self.model.tokenizer)
+        stops = StopMatcher(self.sampling.stop)
+        finished = False
+        start = last = time.monotonic()
+        try:
+            while True:
+                try:
+                    item = await asyncio.wait_for(queue.get(), self.timeout)
+                except TimeoutError:
+                    raise engine_timeout(self.timeout) from None
+                if isinstance(item, EngineUnavailable):
+                    raise engine_unavailable(f"The inference engine is not available: {item}")
+                if isinstance(item, RequestError):
+                    finished = True  # the engine already forgot this request
+                    raise self._engine_error(item)
+                if not isinstance(item, TokenDelta):
+                    continue
+                now = time.monotonic()
+                if item.token_ids:
+                    if self.stats.completion_tokens == 0:
+                        self.metrics.first_token(now - start)
+                    else:
+                        self.metrics.inter_token((now - last) / len(item.token_ids))
+                    last = now
+                self.stats.completion_tokens += len(item.token_ids)
+                text = stops.push(detok.push(item.token_ids))
+                reason = None
+                if not stops.stopped and item.finished:
+                    text += stops.push(detok.flush())
+                    text += "" if stops.stopped else stops.flush()
+                if stops.stopped:
+                    reason = "stop"
+                    if not item.finished:
+                        self.client.abort(self.request_id, reason="stop_string")
+                elif item.finished:
+                    reason = "length" if item.finish_reason == "length" else "stop"
+                if reason is not None:
+                    finished = True
+                    self._record_final(item, now - start)
+                self.text += text
+                yield Piece(self.index, text, self._logprobs(item), reason)
+                if finished:
+                    return
+        finally:
+            if finished:
+                self.client.release(self.request_id)
+            else:
+                self.client.abort(self.request_id, reason="client")
+
+    def _engine_error(self, err: RequestError) -> APIError:
+        if err.code == "context_too_long":
+            return APIError(400, err.message, param="messages", code="context_length_exceeded")
+        return from_engine(err.code, err.message)
+
+    def _logprobs(self, delta: TokenDelta) -> list[TokenLogprob] | None:
+        if not self.sampling.logprobs:
+            return None
+        values = delta.logprobs or [0.0] * len(delta.token_ids)
+        tops = delta.top_logprobs or [[] for _ in delta.token_ids]
+        return [
+            TokenLogprob(tid, lp, list(top)[: self.sampling.top_logprobs])
+            for tid, lp, top in zip(delta.token_ids, values, tops, strict=False)
+        ]
+
+    def _record_final(self, delta: TokenDelta, elapsed: float) -> None:
+        if delta.usage is not None:
+            self.stats.cached_tokens = delta.usage.cached_tokens
+        if delta.timing is not None:
+            t = delta.timing
+            self.stats.queue_ms = t.queue_ms
+            self.stats.prefill_ms = t.prefill_ms
+            self.stats.decode_ms = t.decode_ms
+            self.stats.tokens_per_second = t.tokens_per_second
+            self.stats.batch_size = t.batch_size
+        else:
+            self._gateway_timing(elapsed)
+
+    def _gateway_timing(self, elapsed: float) -> None:
+        """Figures measured here when the engine sent none (e.g. a stop string ended it)."""
+        ttft = self.metrics.ttft or 0.0
+        self.stats.prefill_ms = ttft * 1000
+        self.stats.decode_ms = max(0.0, elapsed - ttft) * 1000
+        if elapsed > 0:
+            self.stats.tokens_per_second = self.stats.completion_tokens / elapsed
+
+
+async def merge(choices: Sequence[Choice]) -> AsyncIterator[Piece]:
+    """Interleave the pieces of several choices as they arrive; first error wins."""
+    if len(choices) == 1:
+        async with contextlib.aclosing(choices[0].pieces()) as pieces:
+            async for piece in pieces:
+                yield piece
+        return
+    queue: asyncio.Queue = asyncio.Queue()
+
+    async def pump(choice: Choice) -> None:
+        try:
+            async for piece in choice.pieces():
+                await queue.put(piece)
+        except APIError as exc:
+            await queue.put(exc)
+        finally:
+            await queue.put(None)
+
+    tasks = [asyncio.create_task(pump(c)) for c in choices]
+    try:
+        remaining = len(tasks)
+        while remaining:
+            item = await queue.get()
+            if item is None:
+                remaining -= 1
+            elif isinstance(item, APIError):
+                raise item
+            else:
+                yield item
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def total_stats(choices: Sequence[Choice]) -> dict:
+    """usage and performance objects summed / combined over choices."""
+    prompt = 0
+    seen: set[int] = set()
+    for c in choices:
+        key = id(c.input_ids)
+        if key not in seen:
+            seen.add(key)
+            prompt += c.stats.prompt_tokens
+    completion = sum(c.stats.completion_tokens for c in choices)
+    cached = sum(c.stats.cached_tokens for c in choices)
+    usage = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if cached:
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
+    performance = {
+        "prefill_time_ms": round(max(c.stats.prefill_ms for c in choices), 3),
+        "decode_time_ms": round(max(c.stats.decode_ms for c in choices), 3),
+        "queue_time_ms": round(max(c.stats.queue_ms for c in choices), 3),
+        "tokens_per_second": round(sum(c.stats.tokens_per_second for c in choices), 3),
+        "batch_size": max(c.stats.batch_size for c in choices),
+    }
+    return {"usage": usage, "performance": performance}

@@ -1,0 +1,90 @@
+"""Pieces shared by the generation routes: ids, choices, logprob JSON."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+from starlette.requests import Request
+
+from ..generation import Choice, TokenLogprob
+from ..metrics import RequestMetrics
+from ..model import ServedModel
+from ..state import Gateway
+from ..validation import Sampling
+
+
+def new_request_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def make_choices(
+    gw: Gateway,
+    model: ServedModel,
+    request_id: str,
+    prompts: list[list[int]],
+    sampling: Sampling,
+    max_tokens: list[int],
+    metrics: RequestMetrics,
+) -> list[Choice]:
+    """n choices per prompt; choice index = prompt index * n + j."""
+    choices = []
+    for p, ids in enumerate(prompts):
+        for j in range(sampling.n):
+            index = p * sampling.n + j
+            choices.append(
+                Choice(
+                    gw.client,
+                    model,
+                    request_id=f"{request_id}-{index}",
+                    index=index,
+                    input_ids=ids,
+                    sampling=sampling,
+                    max_tokens=max_tokens[p],
+                    timeout=gw.settings.request_timeout,
+                    metrics=metrics,
+                )
+            )
+    return choices
+
+
+def record_tokens(request: Request, usage: dict) -> None:
+    """Hand token counts to the access log."""
+    request.state.prompt_tokens = usage["prompt_tokens"]
+    request.state.completion_tokens = usage["completion_tokens"]
+
+
+def chat_logprob(model: ServedModel, entry: TokenLogprob) -> dict:
+    text = model.token_text(entry.token_id)
+    return {
+        "token": text,
+        "logprob": entry.logprob,
+        "bytes": list(text.encode("utf-8")),
+        "top_logprobs": [
+            {"token": (t := model.token_text(tid)), "logprob": lp, "bytes": list(t.encode("utf-8"))}
+            for tid, lp in entry.top
+        ],
+    }
+
+
+class CompletionLogprobs:
+    """The legacy completions logprobs object, built token by token."""
+
+    def __init__(self, model: ServedModel, offset: int = 0) -> None:
+        self.model = model
+        self.offset = offset
+
+    def build(self, entries: list[TokenLogprob]) -> dict:
+        out: dict = {"tokens": [], "token_logprobs": [], "top_logprobs": [], "text_offset": []}
+        for e in entries:
+            text = self.model.token_text(e.token_id)
+            out["tokens"].append(text)
+            out["token_logprobs"].append(e.logprob)
+            out["top_logprobs"].append({self.model.token_text(t): lp for t, lp in e.top})
+            out["text_offset"].append(self.offset)
+            self.offset += len(text)
+        return out

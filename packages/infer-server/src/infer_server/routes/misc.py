@@ -1,0 +1,117 @@
+"""Models, health, readiness, version, tokenizer and metrics endpoints."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from infer_protocol import PROTOCOL_VERSION, EngineMetrics, MetricsQuery
+
+from .. import __version__
+from ..engine_client import EngineUnavailable
+from ..errors import bad_request
+from ..http import read_json
+from ..metrics import engine_json, system_metrics
+from ..state import Gateway, gateway
+from ..templates import TemplateError
+from ..validation import get_bool, get_str, parse_messages
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "healthy", "mode": "api_server", "version": __version__})
+
+
+async def ready(request: Request) -> Response:
+    gw = gateway(request)
+    ok = gw.client.connected and gw.model is not None
+    body: dict = {"ready": ok, "engine_connected": gw.client.connected}
+    if not ok:
+        body["detail"] = gw.client.last_error or "engine not connected"
+    return JSONResponse(body, status_code=200 if ok else 503)
+
+
+async def version(request: Request) -> Response:
+    return JSONResponse({"version": __version__, "protocol_version": PROTOCOL_VERSION})
+
+
+async def models(request: Request) -> Response:
+    model = gateway(request).require_model(None)
+    data = [
+        {
+            "id": name,
+            "object": "model",
+            "created": model.created,
+            "owned_by": "infer",
+            "max_model_len": model.context_length,
+        }
+        for name in model.names
+    ]
+    return JSONResponse({"object": "list", "data": data})
+
+
+def _optional_model(gw: Gateway, body: dict):
+    return gw.require_model(get_str(body, "model", None))
+
+
+async def tokenize(request: Request) -> Response:
+    gw = gateway(request)
+    body = await read_json(request, gw.settings.max_body_bytes)
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object")
+    model = _optional_model(gw, body)
+    if "messages" in body and body.get("messages") is not None:
+        messages = parse_messages(body)
+        add = get_bool(body, "add_generation_prompt", True)
+        try:
+            tokens = model.encode_chat(messages, add)
+        except TemplateError as exc:
+            raise bad_request(str(exc), "messages") from None
+    else:
+        prompt = get_str(body, "prompt")
+        tokens = model.encode_prompt(prompt)
+    return JSONResponse(
+        {"tokens": tokens, "count": len(tokens), "max_model_len": model.context_length}
+    )
+
+
+async def detokenize(request: Request) -> Response:
+    gw = gateway(request)
+    body = await read_json(request, gw.settings.max_body_bytes)
+    if not isinstance(body, dict):
+        raise bad_request("the request body must be a JSON object")
+    model = _optional_model(gw, body)
+    tokens = body.get("tokens")
+    if not isinstance(tokens, list) or not all(
+        isinstance(t, int) and not isinstance(t, bool) and 0 <= t < model.vocab_size for t in tokens
+    ):
+        raise bad_request(
+            f"'tokens' must be an array of token ids in [0, {model.vocab_size})", "tokens"
+        )
+    return JSONResponse({"prompt": model.decode(tokens)})
+
+
+async def _engine_metrics(gw: Gateway) -> EngineMetrics | None:
+    if not gw.client.connected:
+        return None
+    try:
+        answer = await gw.client.query(
+            MetricsQuery(request_id=gw.client.new_id("metrics")), timeout=2.0
+        )
+    except EngineUnavailable:
+        return None
+    return answer if isinstance(answer, EngineMetrics) else None
+
+
+async def v1_metrics(request: Request) -> Response:
+    gw = gateway(request)
+    engine, cache = engine_json(await _engine_metrics(gw))
+    return JSONResponse({**system_metrics(gw.metrics.gpu), "engine": engine, "cache": cache})
+
+
+async def prometheus(request: Request) -> Response:
+    gw = gateway(request)
+    latest = await _engine_metrics(gw)
+    if latest is not None or not gw.client.connected:
+        gw.metrics.engine.latest = latest
+    return Response(gw.metrics.render(), media_type=CONTENT_TYPE_LATEST)
