@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import TextIO
@@ -21,23 +20,6 @@ HELP = "commands: /reset (forget the conversation), /quit (leave), /help"
 
 class ChatError(Exception):
     """The server refused a request or could not be reached; the message says why."""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the options of `infer chat` on `parser`."""
-    parser.add_argument(
-        "--url",
-        default=os.environ.get("INFER_URL", "http://127.0.0.1:8000"),
-        help="server base URL, with or without /v1 (env INFER_URL; default http://127.0.0.1:8000)",
-    )
-    parser.add_argument("--model", default=None, help="model name (default: the server's first)")
-    parser.add_argument(
-        "--api-key", default=os.environ.get("API_KEY") or None, help="Bearer key (env API_KEY)"
-    )
-    parser.add_argument("--system", default=None, help="system prompt")
-    parser.add_argument("--temperature", type=float, default=None)
-    parser.add_argument("--max-tokens", type=int, default=None)
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
 
 
 def normalize_url(url: str) -> str:

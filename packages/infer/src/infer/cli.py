@@ -13,7 +13,7 @@ import sys
 import types
 from typing import NoReturn
 
-from . import __version__, chat, serve, serve_options
+from . import __version__, serve_options
 
 
 class Parser(argparse.ArgumentParser):
@@ -33,8 +33,30 @@ def _bench_module() -> tuple[types.ModuleType | None, str]:
     return bench_cli, ""
 
 
-def build_parser() -> tuple[Parser, types.ModuleType | None, str]:
-    """The parser, the bench module (or None) and why it is missing."""
+def add_chat_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
+    """Declare the options of `infer chat` on `parser`."""
+    parser.add_argument(
+        "--url",
+        default=env.get("INFER_URL", "http://127.0.0.1:8000"),
+        help="server base URL, with or without /v1 (env INFER_URL; default http://127.0.0.1:8000)",
+    )
+    parser.add_argument("--model", default=None, help="model name (default: the server's first)")
+    parser.add_argument(
+        "--api-key", default=env.get("API_KEY") or None, help="Bearer key (env API_KEY)"
+    )
+    parser.add_argument("--system", default=None, help="system prompt")
+    parser.add_argument("--temperature", type=float, default=None, help="sampling temperature")
+    parser.add_argument("--max-tokens", type=int, default=None, help="most tokens per answer")
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds per request (default 120)"
+    )
+
+
+def build_parser(with_bench: bool = True) -> tuple[Parser, types.ModuleType | None, str]:
+    """The parser, the bench module (or None) and why it is missing.
+
+    The bench module (it imports matplotlib) is only loaded when `with_bench`.
+    """
     parser = Parser(
         prog="infer",
         description="infer: an OpenAI-compatible LLM server. "
@@ -53,11 +75,15 @@ def build_parser() -> tuple[Parser, types.ModuleType | None, str]:
     serve_options.add_arguments(serve_parser, dict(os.environ))
 
     chat_parser = commands.add_parser(
-        "chat", help="chat with a running server in this terminal", description=chat.__doc__
+        "chat",
+        help="chat with a running server in this terminal",
+        description="A terminal chat against a running infer (or any OpenAI-compatible) "
+        "server. Answers stream as they are generated; /reset forgets the conversation, "
+        "/quit leaves.",
     )
-    chat.add_arguments(chat_parser)
+    add_chat_arguments(chat_parser, dict(os.environ))
 
-    bench_cli, why = _bench_module()
+    bench_cli, why = _bench_module() if with_bench else (None, "not loaded")
     bench_parser = commands.add_parser(
         "bench",
         help="streaming load generator for any OpenAI-compatible URL",
@@ -70,11 +96,16 @@ def build_parser() -> tuple[Parser, types.ModuleType | None, str]:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse `argv` and run the chosen command; returns the exit status."""
-    parser, bench_cli, why = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser, bench_cli, why = build_parser(with_bench="bench" in argv)
     args = parser.parse_args(argv)
     if args.command == "serve":
+        from . import serve
+
         return serve.run(args)
     if args.command == "chat":
+        from . import chat
+
         return chat.run(args)
     if args.command == "bench":
         if bench_cli is None:

@@ -9,6 +9,7 @@ default applies.
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +40,7 @@ PASSTHROUGH: tuple[Passthrough, ...] = (
     Passthrough("dtype", "--dtype", (ENGINE,)),
     Passthrough("kv_cache_tokens", "--kv-cache-tokens", (ENGINE,)),
     Passthrough("gpu_memory_utilization", "--gpu-memory-utilization", (ENGINE,)),
+    Passthrough("block_size", "--block-size", (ENGINE,)),
     Passthrough("max_running", "--max-running", (ENGINE,)),
     Passthrough("max_batch_tokens", "--max-batch-tokens", (ENGINE,)),
     Passthrough("queue_capacity", "--queue-capacity", (ENGINE,)),
@@ -97,6 +99,13 @@ def fraction(text: str) -> float:
     return value
 
 
+def device_name(text: str) -> str:
+    """argparse type: auto, cpu, cuda or cuda:N."""
+    if re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
+        return text
+    raise argparse.ArgumentTypeError(f"must be auto, cpu, cuda or cuda:N, got {text!r}")
+
+
 def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     """Declare the options of `infer serve` on `parser`."""
     main = parser.add_argument_group("serving")
@@ -129,7 +138,10 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
 
     engine = parser.add_argument_group("engine (infer-scheduler)")
     engine.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default=None, help="auto: CUDA when present"
+        "--device",
+        type=device_name,
+        default=None,
+        help="auto (CUDA when present), cpu, cuda or cuda:N",
     )
     engine.add_argument(
         "--dtype",
@@ -145,6 +157,9 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
         type=fraction,
         default=None,
         help="fraction of GPU memory for weights + KV cache (CUDA only)",
+    )
+    engine.add_argument(
+        "--block-size", type=positive_int, default=None, help="tokens per KV cache block"
     )
     engine.add_argument(
         "--max-running", type=positive_int, default=None, help="most requests in a batch"

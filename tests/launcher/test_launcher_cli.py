@@ -1,0 +1,165 @@
+"""The `infer` command line: help always works, bad input gets one line and a non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import time
+
+import pytest
+from conftest import run_cli
+
+from infer import serve_options
+from infer.cli import build_parser
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("--help",),
+        ("serve", "--help"),
+        ("chat", "--help"),
+        ("bench", "--help"),
+    ],
+)
+def test_help_exits_zero(cli, argv):
+    result = cli("infer", *argv)
+    assert result.returncode == 0, result.stderr
+    assert "usage: infer" in result.stdout
+
+
+def test_serve_help_lists_the_options_of_both_processes(cli):
+    out = cli("infer", "serve", "--help").stdout
+    for flag in ("--model", "--host", "--port", "--device", "--dtype", "--api-key"):
+        assert flag in out
+    for target in (serve_options.ENGINE, serve_options.GATEWAY):
+        for flag in serve_options.flags_of(target):
+            if flag not in ("--endpoint", "--engine-endpoint"):
+                assert flag in out, flag
+
+
+def test_version(cli):
+    result = cli("infer", "--version")
+    assert result.returncode == 0
+    assert result.stdout.startswith("infer ")
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        ((), "choose a command"),
+        (("serve", "--port", "abc"), "--port"),
+        (("serve", "--port", "0"), "--port"),
+        (("serve", "--port", "70000"), "--port"),
+        (("serve", "--dtype", "int3"), "--dtype"),
+        (("serve", "--device", "tpu"), "--device"),
+        (("serve", "--max-running", "0"), "--max-running"),
+        (("serve", "--gpu-memory-utilization", "1.5"), "--gpu-memory-utilization"),
+        (("serve", "--no-such-flag"), "--no-such-flag"),
+        (("nonsense",), "nonsense"),
+        (("chat", "--temperature", "hot"), "--temperature"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_2(cli, argv, needle):
+    result = cli("infer", *argv)
+    assert result.returncode == 2
+    lines = _lines(result.stderr)
+    assert len(lines) == 1, result.stderr
+    assert "error:" in lines[0] and needle in lines[0]
+
+
+def test_port_in_use_is_one_line_and_fails_fast(cli, port):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", port))
+        busy.listen(1)
+        started = time.monotonic()
+        result = cli("infer", "serve", "--port", str(port))
+    assert time.monotonic() - started < 20
+    assert result.returncode == 1
+    lines = _lines(result.stderr)
+    assert lines == [f"infer serve: error: port {port} on 127.0.0.1 is already in use"]
+
+
+def test_missing_model_path_is_one_line(cli, port, tmp_path):
+    missing = tmp_path / "nope" / "model.gguf"
+    result = cli("infer", "serve", "--port", str(port), "--model", str(missing))
+    assert result.returncode == 1
+    lines = _lines(result.stderr)
+    assert len(lines) == 1 and "model not found" in lines[0] and str(missing) in lines[0]
+
+
+def test_missing_chat_template_is_one_line(cli, port, tmp_path):
+    result = cli(
+        "infer", "serve", "--port", str(port), "--chat-template", str(tmp_path / "none.jinja")
+    )
+    assert result.returncode == 1
+    assert _lines(result.stderr) == [
+        f"infer serve: error: chat template file not found: {tmp_path / 'none.jinja'}"
+    ]
+
+
+def test_chat_without_a_server_is_one_line(cli, port):
+    result = cli("infer", "chat", "--url", f"http://127.0.0.1:{port}")
+    assert result.returncode == 1
+    lines = _lines(result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("infer chat: error: cannot reach the server")
+
+
+def test_options_map_to_the_child_flags():
+    parser, _, _ = build_parser(with_bench=False)
+    args = parser.parse_args(
+        [
+            "serve",
+            "--model",
+            "/m/x.gguf",
+            "--port",
+            "9001",
+            "--device",
+            "cpu",
+            "--no-prefix-cache",
+            "--served-model-name",
+            "a",
+            "--served-model-name",
+            "b",
+            "--cors-origins",
+            "http://x",
+            "http://y",
+            "--api-key",
+            "k",
+            "--log-level",
+            "debug",
+        ]
+    )
+    engine = serve_options.engine_args(args, "ipc:///t/e.ipc")
+    gateway = serve_options.gateway_args(args, "ipc:///t/e.ipc")
+    assert engine == [
+        "--model", "/m/x.gguf", "--endpoint", "ipc:///t/e.ipc", "--device", "cpu",
+        "--no-prefix-cache", "--served-model-name", "a", "--served-model-name", "b",
+        "--log-level", "debug",
+    ]  # fmt: skip
+    assert gateway == [
+        "--host", "127.0.0.1", "--port", "9001", "--engine-endpoint", "ipc:///t/e.ipc",
+        "--api-key", "k", "--cors-origins", "http://x", "http://y", "--log-level", "debug",
+    ]  # fmt: skip
+
+
+def test_unset_options_are_not_passed():
+    parser, _, _ = build_parser(with_bench=False)
+    args = parser.parse_args(["serve"])
+    assert isinstance(args, argparse.Namespace)
+    assert serve_options.engine_args(args, "E") == ["--model", "smollm2", "--endpoint", "E"]
+
+
+@pytest.mark.parametrize(
+    ("target", "command"),
+    [(serve_options.ENGINE, "infer-scheduler"), (serve_options.GATEWAY, "infer-server")],
+)
+def test_every_forwarded_flag_exists_in_the_child(target, command):
+    result = run_cli(command, "--help")
+    assert result.returncode == 0, result.stderr
+    for flag in serve_options.flags_of(target):
+        assert flag in result.stdout, f"{command} has no {flag}"
