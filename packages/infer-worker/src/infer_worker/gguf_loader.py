@@ -13,11 +13,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from gguf import GGMLQuantizationType, GGUFReader
+from gguf import GGMLQuantizationType
 from gguf.quants import dequantize
 
 from .config import ModelConfig
 from .errors import ModelLoadError
+from .gguf_reader import GGUFFormatError, read_gguf
 from .gguf_tokenizer import tokenizer_from_gguf
 from .special_tokens import stop_token_ids
 
@@ -64,22 +65,16 @@ class GGUFFile:
         self.path = path
         self.source = str(path)
         try:
-            self.reader = GGUFReader(str(path))
-        except (OSError, ValueError, IndexError, KeyError) as exc:
+            self.meta, self.tensors = read_gguf(path)
+        except (OSError, GGUFFormatError) as exc:
             raise ModelLoadError(self.source, f"not a readable GGUF file ({exc})") from None
-        self.meta: dict[str, Any] = {}
-        for key, fld in self.reader.fields.items():
-            try:
-                self.meta[key] = fld.contents()
-            except Exception:  # a field of a type this gguf version cannot read
-                continue
         self.arch = self.meta.get("general.architecture")
         if self.arch not in SUPPORTED_ARCHITECTURES:
             raise ModelLoadError(
                 self.source,
                 f"unsupported architecture {self.arch!r} (supported: {', '.join(SUPPORTED_ARCHITECTURES)})",
             )
-        self.tensor_names = {t.name for t in self.reader.tensors}
+        self.tensor_names = {t.name for t in self.tensors}
 
     def _get(self, key: str, default: Any = ...) -> Any:
         full = f"{self.arch}.{key}"
@@ -140,27 +135,26 @@ class GGUFFile:
         self, config: ModelConfig, dtype: torch.dtype
     ) -> Iterator[tuple[str, torch.Tensor]]:
         """(HF name, tensor in dtype) for every tensor in the file."""
-        for tensor in self.reader.tensors:
+        for tensor in self.tensors:
             name = _hf_name(tensor.name)
             if name is None:
                 if tensor.name == "rope_freqs.weight":
                     log.warning("%s: ignoring rope_freqs (llama3 scaling from GGUF)", self.source)
                     continue
                 raise ModelLoadError(self.source, f"unexpected tensor {tensor.name!r}")
-            qtype = GGMLQuantizationType(tensor.tensor_type)
-            if qtype not in SUPPORTED_TYPES:
+            if tensor.qtype not in SUPPORTED_TYPES:
                 raise ModelLoadError(
-                    self.source, f"tensor {tensor.name!r} has unsupported type {qtype.name}"
+                    self.source, f"tensor {tensor.name!r} has unsupported type {tensor.qtype.name}"
                 )
-            shape = tuple(int(d) for d in reversed(tensor.shape.tolist()))
-            while len(shape) > 1 and shape[0] == 1:
-                shape = shape[1:]
-            array = np.asarray(dequantize(tensor.data, qtype), dtype=np.float32).reshape(shape)
+            array = np.asarray(dequantize(tensor.data, tensor.qtype), dtype=np.float32)
+            array = array.reshape(tensor.shape)
+            while array.ndim > 1 and array.shape[0] == 1:
+                array = array[0]
             if self.arch == "llama" and tensor.name.endswith(("attn_q.weight", "attn_q.bias")):
                 array = _unpermute(array, config.num_heads)
             elif self.arch == "llama" and tensor.name.endswith(("attn_k.weight", "attn_k.bias")):
                 array = _unpermute(array, config.num_kv_heads)
-            yield name, torch.from_numpy(array).to(dtype)
+            yield name, torch.from_numpy(np.array(array, copy=True)).to(dtype)
 
 
 def _hf_name(name: str) -> str | None:
