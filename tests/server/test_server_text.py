@@ -125,7 +125,9 @@ def test_builtin_chatml_template():
 
 
 def test_raise_exception_and_sandbox_become_template_errors():
-    t = ChatTemplate("{% if messages[0]['role'] != 'user' %}{{ raise_exception('first must be user') }}{% endif %}ok")
+    t = ChatTemplate(
+        "{% if messages[0]['role'] != 'user' %}{{ raise_exception('first must be user') }}{% endif %}ok"
+    )
     assert t.render([{"role": "user", "content": "x"}]) == "ok"
     with pytest.raises(TemplateError, match="first must be user"):
         t.render([{"role": "system", "content": "x"}])

@@ -31,7 +31,12 @@ def test_chat_accepts_everything_documented():
     req = parse_chat(
         {
             **CHAT,
-            "messages": [{"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}],
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}],
+                }
+            ],
             "max_completion_tokens": 7,
             "temperature": 0,
             "top_p": 1,
@@ -67,7 +72,10 @@ def test_chat_accepts_everything_documented():
         ({"messages": "hi"}, "messages"),
         ({"messages": [{"role": "wizard", "content": "x"}]}, "messages[0].role"),
         ({"messages": [{"role": "user"}]}, "messages[0].content"),
-        ({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages[0].content[0]"),
+        (
+            {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+            "messages[0].content[0]",
+        ),
         ({"temperature": "hot"}, "temperature"),
         ({"temperature": 2.5}, "temperature"),
         ({"top_p": -0.1}, "top_p"),
@@ -104,7 +112,10 @@ def test_completion_prompts():
     assert parse_completion({"model": "m", "prompt": "a", "logprobs": 3}).sampling.top_logprobs == 3
     for bad in (None, [], [[]], [-1], [1, "a"], 5):
         assert error_of(parse_completion, {"model": "m", "prompt": bad}).param == "prompt"
-    assert error_of(parse_completion, {"model": "m", "prompt": "a", "logprobs": 21}).param == "logprobs"
+    assert (
+        error_of(parse_completion, {"model": "m", "prompt": "a", "logprobs": 21}).param
+        == "logprobs"
+    )
 
 
 def test_max_tokens_resolution_and_context_message():
@@ -123,11 +134,30 @@ def test_max_tokens_resolution_and_context_message():
 
 
 def test_settings_flags_override_env():
-    env = {"HOST": "127.0.0.9", "PORT": "9001", "ENGINE_ENDPOINT": "tcp://e:1", "LOG_LEVEL": "DEBUG", "API_KEY": "k"}
+    env = {
+        "HOST": "127.0.0.9",
+        "PORT": "9001",
+        "ENGINE_ENDPOINT": "tcp://e:1",
+        "LOG_LEVEL": "DEBUG",
+        "API_KEY": "k",
+    }
     s = parse_settings([], env)
-    assert (s.host, s.port, s.engine_endpoint, s.log_level, s.api_key) == ("127.0.0.9", 9001, "tcp://e:1", "debug", "k")
-    s = parse_settings(["--port", "9002", "--cors-origins", "http://a", "http://b", "--served-model-name", "x"], env)
-    assert s.port == 9002 and s.cors_origins == ("http://a", "http://b") and s.served_model_names == ("x",)
+    assert (s.host, s.port, s.engine_endpoint, s.log_level, s.api_key) == (
+        "127.0.0.9",
+        9001,
+        "tcp://e:1",
+        "debug",
+        "k",
+    )
+    s = parse_settings(
+        ["--port", "9002", "--cors-origins", "http://a", "http://b", "--served-model-name", "x"],
+        env,
+    )
+    assert (
+        s.port == 9002
+        and s.cors_origins == ("http://a", "http://b")
+        and s.served_model_names == ("x",)
+    )
     assert parse_settings([], {}).cors_origins == ("*",)
     with pytest.raises(SystemExit):
         parse_settings(["--port", "70000"], {})

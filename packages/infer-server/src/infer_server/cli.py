@@ -13,6 +13,7 @@ from hypercorn.config import Config
 
 from .app import create_app
 from .config import Settings, parse_settings
+from .templates import TemplateError
 
 _LEVELS = {"trace": logging.DEBUG}
 
@@ -53,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(settings.log_level)
     try:
         asyncio.run(run(settings))
-    except OSError as exc:
+    except (OSError, TemplateError) as exc:
         logging.getLogger("infer_server").error("cannot serve: %s", exc)
         return 1
     return 0

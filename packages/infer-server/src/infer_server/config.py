@@ -101,6 +101,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="extra model name to answer to (repeatable)",
     )
     p.add_argument(
+        "--engine-ping-timeout",
+        type=_positive_float,
+        default=env.get("ENGINE_PING_TIMEOUT", "3"),
+        help="seconds without any answer before the engine counts as down (ENGINE_PING_TIMEOUT)",
+    )
+    p.add_argument(
         "--chat-template", default=None, help="Jinja chat template file overriding the model's"
     )
     return p
@@ -130,4 +136,6 @@ def parse_settings(
         max_body_bytes=int(args.max_body_bytes),
         served_model_names=tuple(args.served_model_name),
         chat_template_file=args.chat_template,
+        engine_dead_after=float(args.engine_ping_timeout),
+        ping_interval=min(0.5, float(args.engine_ping_timeout) / 3),
     )

@@ -17,6 +17,7 @@ from .engine_client import EngineClient
 from .errors import APIError, engine_unavailable
 from .metrics import GatewayMetrics
 from .model import ServedModel
+from .templates import ChatTemplate
 
 log = logging.getLogger("infer_server")
 
@@ -29,6 +30,7 @@ class Gateway:
         self.template_override: str | None = None
         if settings.chat_template_file:
             self.template_override = Path(settings.chat_template_file).read_text(encoding="utf-8")
+            ChatTemplate(self.template_override)  # fail at startup, not at the first request
         self.model: ServedModel | None = None
         self.metrics = GatewayMetrics()
         self.client = EngineClient(
