@@ -1,0 +1,221 @@
+"""The chat page in a real browser against the real gateway and engine."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import Page, expect
+from webui_platform import Gateway, Watched
+
+RECORD_LENGTHS = """() => {
+  window.__lengths = [];
+  const box = document.getElementById('messages');
+  new MutationObserver(() => {
+    const texts = box.querySelectorAll('.msg.assistant .text');
+    if (texts.length) window.__lengths.push(texts[texts.length - 1].textContent.length);
+  }).observe(box, { subtree: true, childList: true, characterData: true });
+}"""
+
+
+def open_chat(w: Watched, base: str) -> Page:
+    page = w.page
+    page.goto(base + "/")
+    page.wait_for_function(
+        "() => { const s = document.getElementById('model'); return !s.disabled && s.value; }"
+    )
+    return page
+
+
+def chat_bodies(w: Watched) -> list[dict]:
+    """Bodies of the chat completion requests the page sent, oldest first."""
+    bodies: list[dict] = []
+    w.page.on(
+        "request",
+        lambda r: (
+            bodies.append(r.post_data_json) if r.url.endswith("/v1/chat/completions") else None
+        ),
+    )
+    return bodies
+
+
+def last_reply(page: Page):
+    return page.locator(".msg.assistant").last
+
+
+def wait_engine_idle(base: str, timeout: float = 15) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        engine = httpx.get(base + "/v1/metrics").json()["engine"]
+        if engine["concurrent_requests"] == 0 and engine["queue_size"] == 0:
+            return engine
+        if time.monotonic() > deadline:
+            raise AssertionError(f"engine still busy: {engine}")
+        time.sleep(0.2)
+
+
+def test_chat_streams_replies_and_keeps_the_conversation(
+    gateway: Gateway, desktop: Watched, artifacts: Path
+) -> None:
+    page = open_chat(desktop, gateway.url)
+    bodies = chat_bodies(desktop)
+    assert page.locator("#model option").first.inner_text() == "tiny"
+    page.fill("#system-prompt", "You are terse.")
+    page.focus("#temperature")
+    page.keyboard.press("Home")  # keyboard only: temperature 0
+    assert page.inner_text("#temperature-value") == "0.00"
+    page.fill("#max-tokens", "64")
+
+    page.evaluate(RECORD_LENGTHS)
+    page.focus("#prompt")
+    page.keyboard.type("Hello there")
+    page.keyboard.press("Shift+Enter")
+    page.keyboard.type("second line")
+    assert page.input_value("#prompt") == "Hello there\nsecond line"
+    assert page.locator(".msg").count() == 0  # Shift+Enter did not send
+    page.keyboard.press("Enter")
+
+    reply = last_reply(page)
+    meta = reply.locator(".meta[data-finish]")
+    meta.wait_for()
+    assert page.input_value("#prompt") == ""
+    assert page.locator(".msg.user .text").first.inner_text() == "Hello there\nsecond line"
+    lengths = page.evaluate("window.__lengths")
+    grown = sorted({n for n in lengths if n > 0})
+    assert len(grown) >= 3, lengths  # the text arrived in pieces, not at once
+    assert lengths == sorted(lengths)
+    text = reply.locator(".text").inner_text()
+    assert text.strip()
+    assert float(meta.get_attribute("data-ttft-ms")) > 0
+    assert float(meta.get_attribute("data-tokens-per-second")) > 0
+    tokens = int(meta.get_attribute("data-tokens"))
+    assert 1 <= tokens <= 64
+    assert meta.get_attribute("data-finish") in ("length", "stop")
+    assert "TTFT" in meta.inner_text() and "tok/s" in meta.inner_text()
+
+    body = bodies[0]
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+    assert body["model"] == "tiny" and body["temperature"] == 0 and body["max_tokens"] == 64
+    assert body["messages"] == [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Hello there\nsecond line"},
+    ]
+
+    page.fill("#max-tokens", "8")
+    page.fill("#prompt", "And again?")
+    page.click("#send")
+    page.locator(".msg.assistant").nth(1).locator(".meta[data-finish]").wait_for()
+    second = bodies[1]["messages"]
+    assert [m["role"] for m in second] == ["system", "user", "assistant", "user"]
+    assert second[2]["content"] == text
+    assert second[3]["content"] == "And again?"
+    page.screenshot(path=str(artifacts / "chat-desktop.png"), full_page=True)
+    assert desktop.errors == []
+    assert desktop.foreign_urls(gateway.url) == []
+
+
+def test_stop_aborts_a_long_generation(gateway: Gateway, desktop: Watched) -> None:
+    page = open_chat(desktop, gateway.url)
+    page.fill("#max-tokens", "1500")
+    for how in ("escape", "button"):
+        page.fill("#prompt", "Tell me a very long story")
+        page.press("#prompt", "Enter")
+        reply = last_reply(page)
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('.msg.assistant .text')].pop().textContent.length > 10"
+        )
+        assert page.is_enabled("#stop") and page.is_disabled("#send")
+        if how == "escape":
+            page.keyboard.press("Escape")
+        else:
+            page.click("#stop")
+        meta = reply.locator('.meta[data-finish="stopped"]')
+        meta.wait_for()
+        assert meta.inner_text().startswith("stopped")
+        assert int(meta.get_attribute("data-tokens")) < 1500
+        text = reply.locator(".text").inner_text()
+        time.sleep(0.7)
+        assert reply.locator(".text").inner_text() == text  # nothing more arrives
+        assert page.is_enabled("#send") and page.is_disabled("#stop")
+        engine = wait_engine_idle(gateway.url)  # the abort reached the engine
+        assert engine["total_tokens_generated"] > 0
+    assert desktop.errors == []
+
+
+def test_too_long_prompt_shows_the_servers_message(gateway: Gateway, desktop: Watched) -> None:
+    page = open_chat(desktop, gateway.url)
+    long_text = "hello " * 2200
+    page.fill("#prompt", long_text)
+    page.press("#prompt", "Enter")
+    error = page.locator(".msg.error")
+    error.wait_for()
+    message = error.inner_text()
+    assert "rejected" in message and "context length" in message and "2048" in message
+    assert page.locator(".msg.user.failed").count() == 1
+    assert page.locator(".msg.assistant").count() == 0
+    assert page.input_value("#prompt") == long_text  # given back to edit
+    assert page.is_enabled("#send")
+
+
+def _raw_stream(base: str, max_tokens: int) -> socket.socket:
+    """Opens a streamed chat completion on a bare socket (closing it disconnects)."""
+    host, port = base.removeprefix("http://").split(":")
+    body = json.dumps(
+        {
+            "model": "tiny",
+            "messages": [{"role": "user", "content": "keep busy"}],
+            "max_tokens": max_tokens,
+            "ignore_eos": True,
+            "stream": True,
+        }
+    ).encode()
+    sock = socket.create_connection((host, int(port)))
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+def test_overload_and_engine_down_get_clear_messages(
+    gateway: Gateway, engineless_gateway: Gateway, desktop: Watched
+) -> None:
+    page = open_chat(desktop, gateway.url)
+    running = _raw_stream(gateway.url, 1500)
+    waiting = None
+    try:
+        running.settimeout(30)
+        seen = b""
+        while b'"content"' not in seen:
+            seen += running.recv(65536)
+        waiting = _raw_stream(gateway.url, 4)
+        deadline = time.monotonic() + 15
+        while httpx.get(gateway.url + "/v1/metrics").json()["engine"]["queue_size"] < 1:
+            assert time.monotonic() < deadline, "second request never queued"
+            time.sleep(0.1)
+        # one running and one waiting: the engine refuses a third (a real 503)
+        page.fill("#prompt", "Are you busy?")
+        page.press("#prompt", "Enter")
+        error = page.locator(".msg.error")
+        error.wait_for()
+        assert "overloaded (503)" in error.inner_text()
+        assert "Try again" in error.inner_text()
+    finally:
+        running.close()
+        if waiting is not None:
+            waiting.close()
+    wait_engine_idle(gateway.url, timeout=30)
+
+    page.goto(engineless_gateway.url + "/")
+    notice = page.locator("#notice")
+    notice.wait_for()
+    assert "engine is unavailable (502)" in notice.inner_text()
+    assert page.is_disabled("#model")
+    page.fill("#prompt", "anyone there?")
+    page.press("#prompt", "Enter")
+    expect(notice).to_contain_text("No model is available")
+    assert page.locator(".msg").count() == 0
