@@ -118,7 +118,7 @@ def config_from_hf(raw: dict[str, Any], source: str) -> ModelConfig:
             rope_scaling=scaling,
             context_length=int(raw.get("max_position_embeddings", 2048)),
             tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
-            attention_bias=bool(raw.get("attention_bias", model_type == "qwen2")),
+            attention_bias=model_type == "qwen2" or bool(raw.get("attention_bias", False)),
             bos_token_id=raw.get("bos_token_id"),
             eos_token_ids=eos,
         )
