@@ -51,6 +51,7 @@ class Scheduler:
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
         self._admissions = count()
+        self.preemptions = 0  # total since start
 
     @property
     def has_work(self) -> bool:
@@ -129,3 +130,4 @@ class Scheduler:
         req.num_preemptions += 1
         self.waiting.appendleft(req)
         batch.preempted += 1
+        self.preemptions += 1
