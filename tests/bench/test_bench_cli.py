@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -155,3 +157,29 @@ def test_bad_flags_exit_2(flags: str, capsys) -> None:
     with pytest.raises(SystemExit) as info:
         bench(flags)
     assert info.value.code == 2 and "error: argument" in capsys.readouterr().err
+
+
+def test_ctrl_c_reports_the_levels_that_finished(fresh_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    flags = f"--url {fresh_url} --concurrency 2,1 --requests 2 --output-len 50 --warmup 0"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infer.bench", *flags.split(), "--json", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in proc.stderr:  # a line per finished request (stderr is not a TTY)
+            if line.startswith("concurrency 2 ") and " 2/2 " in line:
+                break
+        time.sleep(0.3)  # level 2 is counted; level 1 runs for about 2 s
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "infer bench: interrupted" in stderr and "Traceback" not in stderr
+    assert "2/2" in stdout
+    levels = json.loads(out.read_text())["levels"]
+    assert [(lv["concurrency"], lv["completed"]) for lv in levels] == [(2, 2)]

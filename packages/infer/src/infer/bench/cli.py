@@ -2,30 +2,15 @@
 
 Exit status: 0 when the sweep ran and at least one request succeeded, 1
 when every request failed, 2 for bad flags, an unreachable server or a bad
-dataset/tokenizer (with one clear message on stderr).
+dataset/tokenizer (with one clear message on stderr), 130 on Ctrl-C (the
+levels that finished are still reported). Importing this module is cheap:
+the heavy modules load in `run`.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import datetime
-import random
 import sys
-from pathlib import Path
-from urllib.parse import urlsplit
-
-import httpx
-
-from infer.bench import prompts, tokens
-from infer.bench.load import Progress, run_level
-from infer.bench.plot import plot
-from infer.bench.report import text_report, write_json
-from infer.bench.stats import LevelSummary, summarize
-
-
-class BenchError(Exception):
-    """A setup problem reported to the user as one line (exit status 2)."""
 
 
 def concurrency_list(text: str) -> list[int]:
@@ -140,128 +125,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--plot", dest="plot_path", metavar="FILE.png", help="write a PNG plot")
 
 
-def base_url(url: str) -> str:
-    """The server root: `url` without a trailing slash or /v1; raises BenchError if not http(s)."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise BenchError(f"--url must be an http(s) URL like http://127.0.0.1:8000, got {url!r}")
-    root = url.strip().rstrip("/")
-    return root[: -len("/v1")] if root.endswith("/v1") else root
-
-
-async def first_model(client: httpx.AsyncClient, root: str, headers: dict[str, str]) -> str:
-    """The id of the first model in GET /v1/models; raises BenchError when there is none."""
-    url = root + "/v1/models"
-    try:
-        response = await client.get(url, headers=headers)
-        response.raise_for_status()
-        return str(response.json()["data"][0]["id"])
-    except httpx.HTTPError as exc:
-        raise BenchError(f"cannot list models at {url}: {exc}") from exc
-    except (ValueError, KeyError, IndexError, TypeError) as exc:
-        raise BenchError(f"{url} gave no model id; pass --model") from exc
-
-
-async def _counter(args, client, root, model, headers):
-    if args.tokenizer:
-        try:
-            return tokens.load_file_counter(args.tokenizer)
-        except tokens.TokenizerError as exc:
-            raise BenchError(str(exc)) from exc
-    return await tokens.probe_server(client, root, model, headers)
-
-
-async def _tokens_per_word(counter) -> float:
-    if counter is None:
-        return 1.0
-    words = 200
-    sample = prompts.synthetic_text(random.Random("calibrate"), words)
-    try:
-        return max((await counter.count([sample]))[0] / words, 0.1)
-    except (tokens.TokenizerError, httpx.HTTPError, ValueError):
-        return 1.0
-
-
-def _items(args, count: int, tokens_per_word: float) -> list[dict]:
-    if args.dataset:
-        try:
-            data = prompts.load_dataset(args.dataset)
-        except prompts.DatasetError as exc:
-            raise BenchError(str(exc)) from exc
-        return [data[i % len(data)] for i in range(count)]
-    return prompts.synthetic_items(count, args.input_len, tokens_per_word, args.seed)
-
-
-def _bodies(args, model: str, items: list[dict], prefix: str) -> list[dict]:
-    try:
-        return [
-            prompts.request_body(
-                item,
-                endpoint=args.endpoint,
-                model=model,
-                prefix=prefix,
-                max_tokens=args.output_len,
-                temperature=args.temperature,
-                ignore_eos=args.ignore_eos,
-            )
-            for item in items
-        ]
-    except prompts.DatasetError as exc:
-        raise BenchError(str(exc)) from exc
-
-
-async def bench(args: argparse.Namespace) -> tuple[dict, list[LevelSummary]]:
-    """Run the warmup and the sweep; returns (meta, one summary per level)."""
-    root = base_url(args.url)
-    for path in (args.json_path, args.plot_path):
-        if path and not Path(path).resolve().parent.is_dir():
-            raise BenchError(f"cannot write {path}: its directory does not exist")
-    headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
-    top = max(args.concurrency)
-    limits = httpx.Limits(max_connections=top + 8, max_keepalive_connections=top + 8)
-    timeout = httpx.Timeout(args.timeout, connect=min(args.timeout, 30.0))
-    async with httpx.AsyncClient(timeout=timeout, limits=limits) as client:
-        model = args.model or await first_model(client, root, headers)
-        counter = await _counter(args, client, root, model, headers)
-        source = counter.source if counter is not None else tokens.CHUNKS
-        if counter is None:
-            print(f"infer bench: no tokenizer; counting {source}", file=sys.stderr)
-        per_word = await _tokens_per_word(counter)
-        total = args.warmup + args.requests * len(args.concurrency)
-        prefix = prompts.shared_prefix(args.shared_prefix_len, per_word, args.seed)
-        bodies = _bodies(args, model, _items(args, total, per_word), prefix)
-        path = "/v1/chat/completions" if args.endpoint == "chat" else "/v1/completions"
-        url = root + path
-        if args.warmup:
-            warm = Progress("warmup", args.warmup)
-            await run_level(client, url, headers, bodies[: args.warmup], args.concurrency[0], warm)
-        levels = []
-        for n, concurrency in enumerate(args.concurrency):
-            start = args.warmup + n * args.requests
-            progress = Progress(f"concurrency {concurrency}", args.requests)
-            chunk = bodies[start : start + args.requests]
-            results, duration = await run_level(client, url, headers, chunk, concurrency, progress)
-            used = await tokens.count_outputs(counter, results)
-            levels.append(summarize(concurrency, results, duration, used))
-    config = {k: v for k, v in vars(args).items() if k != "api_key" and not callable(v)}
-    meta = {
-        "url": root,
-        "model": model,
-        "endpoint": args.endpoint,
-        "tokenizer": source,
-        "config": config,
-        "started_at": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-    }
-    return meta, levels
-
-
 def run(args: argparse.Namespace) -> int:
-    """Run `infer bench` with parsed `args`; prints the table, writes --json/--plot."""
+    """Run `infer bench` with parsed `args`; prints the table, writes --json/--plot.
+
+    Ctrl-C stops the sweep; the levels that finished are still reported (exit 130).
+    """
+    # imported here so that building the parser (`infer --help`) stays fast
+    import asyncio
+
+    from infer.bench.plot import plot
+    from infer.bench.report import text_report, write_json
+    from infer.bench.sweep import BenchError, Outcome, bench
+
+    outcome = Outcome()
+    interrupted = False
     try:
-        meta, levels = asyncio.run(bench(args))
+        asyncio.run(bench(args, outcome))
     except BenchError as exc:
         print(f"infer bench: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\ninfer bench: interrupted", file=sys.stderr)
+        interrupted = True
+    if not outcome.levels:
+        return 130 if interrupted else 1
+    meta, levels = outcome.meta, outcome.levels
     print(text_report(meta, levels))
     try:
         if args.json_path:
@@ -271,4 +159,6 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"infer bench: error: cannot write results: {exc}", file=sys.stderr)
         return 2
+    if interrupted:
+        return 130
     return 0 if any(s.completed for s in levels) else 1
