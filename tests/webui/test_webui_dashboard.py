@@ -1,0 +1,102 @@
+"""The dashboard in a real browser: engine status, live charts fed by real requests."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import httpx
+from playwright.sync_api import Page, expect
+from webui_platform import Gateway, Watched
+
+CANVAS_IDS = ("tokens", "requests", "latency", "cache", "system")
+
+
+def chart(page: Page, name: str, key: str) -> str:
+    return page.get_attribute(f"#chart-{name}", f"data-{key}") or ""
+
+
+def pixels(page: Page) -> list[str]:
+    return page.evaluate(
+        "(ids) => ids.map((id) => document.getElementById('chart-' + id).toDataURL())",
+        list(CANVAS_IDS),
+    )
+
+
+def generate(base: str, max_tokens: int) -> None:
+    r = httpx.post(
+        base + "/v1/chat/completions",
+        json={
+            "model": "tiny",
+            "messages": [{"role": "user", "content": "count to a hundred"}],
+            "max_tokens": max_tokens,
+            "ignore_eos": True,
+        },
+        timeout=120,
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_dashboard_charts_follow_real_requests(
+    gateway: Gateway, desktop: Watched, artifacts: Path
+) -> None:
+    page = desktop.page
+    page.goto(gateway.url + "/dashboard")
+    status = page.locator("#engine-status")
+    expect(status).to_have_attribute("data-state", "ok")
+    expect(status).to_have_text("Engine ready")
+    page.wait_for_function(
+        "() => Number(document.getElementById('chart-tokens').dataset.points) >= 1"
+    )
+    before_tokens = httpx.get(gateway.url + "/v1/metrics").json()["engine"][
+        "total_tokens_generated"
+    ]
+    before_pixels = pixels(page)
+
+    # two at once: the engine runs one and queues the other (max running 1)
+    workers = [threading.Thread(target=generate, args=(gateway.url, 60)) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    generate(gateway.url, 30)
+
+    page.wait_for_function(
+        "(n) => Number(document.getElementById('tile-tokens').textContent.replace(/,/g, '')) >= n",
+        arg=before_tokens + 150,
+        timeout=15_000,
+    )
+    assert float(chart(page, "tokens", "max")) > 0  # output tokens/s was seen
+    assert float(chart(page, "requests", "max")) >= 1  # a running request was seen
+    assert int(chart(page, "tokens", "points")) >= 3  # polled again and again
+    queue_ms, prefill_ms, decode_ms = json.loads(chart(page, "latency", "latest"))
+    assert prefill_ms > 0 and decode_ms > 0 and queue_ms >= 0
+    kv_use, hit_rate, *_ = json.loads(chart(page, "cache", "latest"))
+    assert kv_use is not None and 0 <= hit_rate <= 100
+    cpu, memory, gpu, gpu_memory = json.loads(chart(page, "system", "latest"))
+    assert 0 <= cpu <= 100 and 0 < memory <= 100
+    assert gpu is None and gpu_memory is None  # no GPU here: a gap, not a zero
+    assert page.inner_text("#tile-gpu") == "none"
+    assert page.inner_text("#tile-cpu").endswith("%")
+    after_pixels = pixels(page)
+    assert all(a != b for a, b in zip(before_pixels, after_pixels, strict=True))
+    legend = page.inner_text("#legend-requests")
+    assert "running" in legend and "waiting" in legend
+    page.screenshot(path=str(artifacts / "dashboard-desktop.png"), full_page=True)
+    assert desktop.errors == []
+    assert desktop.foreign_urls(gateway.url) == []
+
+
+def test_dashboard_shows_an_engine_that_is_not_ready(
+    engineless_gateway: Gateway, desktop: Watched
+) -> None:
+    page = desktop.page
+    page.goto(engineless_gateway.url + "/dashboard?interval=500")
+    status = page.locator("#engine-status")
+    expect(status).to_have_attribute("data-state", "bad")
+    expect(status).to_have_text("Engine not ready")
+    page.wait_for_function(
+        "() => Number(document.getElementById('chart-system').dataset.points) >= 2"
+    )
+    assert float(json.loads(chart(page, "system", "latest"))[0]) >= 0  # the host is still charted
