@@ -39,17 +39,19 @@ export function formatAgo(ms) {
 }
 
 /**
- * Line chart over the last `windowMs` milliseconds (the x axis grows from one
- * minute up to that as data arrives). `series` is a list of
- * {label, color}; each push() gives one value per series (null = no data).
+ * Line chart of several series over time. The x axis spans the data seen so
+ * far, from one minute up to `windowMs`; the y axis runs from 0 to `yMax`, or
+ * scales itself to at least `minTop`. `series` is a list of {label, color};
+ * each push() gives one value per series (null = no data, drawn as a gap).
  * Invariant: only points inside the window (plus one before it) are kept.
  */
 export class LineChart {
-  constructor(canvas, { series, legend = null, windowMs = 5 * 60 * 1000, yMax = null, unit = "" }) {
+  constructor(canvas, { series, legend = null, windowMs = 5 * 60 * 1000, yMax = null, minTop = 1, unit = "" }) {
     this.canvas = canvas;
     this.series = series;
     this.windowMs = windowMs;
     this.yMax = yMax;
+    this.minTop = minTop;
     this.unit = unit;
     this.points = [];
     this.valueCells = legend ? this.buildLegend(legend) : [];
@@ -121,7 +123,7 @@ export class LineChart {
     if (top == null) {
       let peak = 0;
       for (const p of this.points) for (const v of p.values) if (Number.isFinite(v)) peak = Math.max(peak, v);
-      top = niceCeil(peak);
+      top = Math.max(this.minTop, niceCeil(peak));
     }
     const x = (t) => pad.left + ((t - start) / span) * plotW;
     const y = (v) => pad.top + plotH - (Math.min(v, top) / top) * plotH;

@@ -53,7 +53,7 @@ function createDashboard(doc, intervalMs) {
     requests: chart("requests", [
       { label: "running", color: "#16a34a" },
       { label: "waiting", color: "#d97706" },
-    ]),
+    ], { minTop: 4 }),
     latency: chart(
       "latency",
       [
