@@ -2,7 +2,9 @@
 
 Invariants: every file served comes from the package's `static/` directory
 (shipped as package data); pages carry a Content-Security-Policy that allows
-only this origin, so the UI never loads anything from elsewhere.
+only this origin, so the UI never loads anything from elsewhere. The pages and
+assets hold no data, so they are public (`is_public_path`) even when the API
+wants a key: the page asks for the key when /v1/models answers 401.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 STATIC_DIR = Path(__file__).parent / "static"
+PAGE_PATHS = frozenset({"/", "/dashboard"})
 
 PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -25,6 +28,11 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
+
+
+def is_public_path(path: str) -> bool:
+    """True for the UI's pages and assets, which an API-key check must let through."""
+    return path in PAGE_PATHS or path.startswith("/static/")
 
 
 def _page(filename: str) -> Route:
