@@ -4,7 +4,8 @@ Run: python bench_sse_app.py --port P [--delay-ms D] [--no-tokenize] [--api-key 
 Each request streams a role chunk, then max_tokens content chunks "w{i} "
 D ms apart, a finish chunk, a usage chunk and [DONE]. Prompts containing
 FAIL400 get a 400 error, FAILMID an error event mid-stream, CUT a stream
-closed without a finish. /tokenize counts whitespace-separated words.
+closed without a finish, SLOW waits 2 s before the first chunk, BADJSON and
+BADSHAPE send malformed chunks. /tokenize counts whitespace-separated words.
 GET /stats gives the received bodies and the most streams in flight at once.
 """
 
@@ -73,6 +74,13 @@ def make_app(delay: float, tokenize: bool, api_key: str | None) -> Starlette:
                 if chat:
                     yield 'data: {"id": "x", "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}\n\n'
                 yield ": keep-alive comment\n\n"
+                if "SLOW" in text:
+                    await asyncio.sleep(2.0)
+                if "BADJSON" in text:
+                    yield "data: {not json\n\n"
+                if "BADSHAPE" in text:
+                    yield 'data: {"choices": [{"delta": "oops"}]}\n\n'
+                    yield 'data: ["a list"]\n\n'
                 for i in range(n):
                     await asyncio.sleep(delay)
                     if "FAILMID" in text and i == 2:

@@ -61,11 +61,23 @@ def test_completions_stream(sse_url: str) -> None:
         ("hi", "nope", "HTTP 404: model 'nope' not found"),
         ("FAILMID", "test-model", "stream error: engine exploded"),
         ("CUT", "test-model", "stream ended without finish_reason or [DONE]"),
+        ("BADJSON", "test-model", "JSONDecodeError: Expecting property name"),
+        ("BADSHAPE", "test-model", "ValueError: stream chunk is not an object"),
     ],
 )
 def test_failures_become_results(sse_url: str, text: str, model: str, error: str) -> None:
     r = run(one(sse_url + "/v1/chat/completions", chat(text, 5, model)))
-    assert not r.ok and r.error == error
+    assert not r.ok and r.error.startswith(error)
+
+
+def test_slow_server_times_out(sse_url: str) -> None:
+    async def go():
+        async with httpx.AsyncClient(timeout=0.3) as client:
+            url = sse_url + "/v1/chat/completions"
+            return await stream_request(client, url, chat("SLOW"), {})
+
+    r = run(go())
+    assert not r.ok and r.error.startswith("ReadTimeout") and 0.3 <= r.e2e < 2.0
 
 
 def test_refused_connection_is_a_failed_result() -> None:
@@ -89,6 +101,9 @@ def test_delta_text_and_error_message() -> None:
     assert delta_text({"choices": [{"delta": {"reasoning_content": "r", "content": None}}]}) == "r"
     assert delta_text({"choices": [{"text": "t"}]}) == "t"
     assert delta_text({"choices": []}) == ""
+    assert delta_text({"choices": [{"delta": "oops"}]}) == ""
+    assert delta_text({"choices": "x"}) == ""
+    assert delta_text({"choices": [{"text": None}]}) == ""
     assert error_message(503, b'{"error": {"message": "busy"}}') == "HTTP 503: busy"
     assert error_message(502, b"<html>bad gateway</html>") == "HTTP 502: <html>bad gateway</html>"
 

@@ -53,14 +53,18 @@ async def sse_events(lines: AsyncIterator[str]) -> AsyncIterator[tuple[float, st
 
 def delta_text(chunk: dict) -> str:
     """The generated text in one chunk (chat delta content/reasoning or completion text)."""
-    choices = chunk.get("choices") or []
-    if not choices or not isinstance(choices[0], dict):
+    choices = chunk.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         return ""
     choice = choices[0]
     if "text" in choice:
-        return choice.get("text") or ""
-    delta = choice.get("delta") or {}
-    return (delta.get("reasoning_content") or "") + (delta.get("content") or "")
+        parts = [choice["text"]]
+    else:
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            return ""
+        parts = [delta.get("reasoning_content"), delta.get("content")]
+    return "".join(p for p in parts if isinstance(p, str))
 
 
 def error_message(status: int, body: bytes) -> str:
@@ -107,9 +111,9 @@ async def stream_request(
                 if isinstance(usage, dict):
                     result.prompt_tokens = usage.get("prompt_tokens")
                     result.completion_tokens = usage.get("completion_tokens")
-                choices = chunk.get("choices") or []
-                if choices and isinstance(choices[0], dict) and choices[0].get("finish_reason"):
-                    finished = True
+                choices = chunk.get("choices")
+                if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+                    finished = finished or bool(choices[0].get("finish_reason"))
                 text = delta_text(chunk)
                 if not text:
                     continue
@@ -120,7 +124,7 @@ async def stream_request(
                 last = arrived
                 parts.append(text)
                 result.chunks += 1
-    except (httpx.HTTPError, ValueError) as exc:
+    except Exception as exc:  # any server misbehaviour fails this request, never the run
         result.error = f"{type(exc).__name__}: {str(exc)[:200]}"
         return result
     finally:
