@@ -92,8 +92,10 @@ function createChat(doc) {
         if (keep) ui.messages.scrollTop = ui.messages.scrollHeight;
       },
       setMeta(value, data = {}) {
+        const keep = nearBottom();
         meta.textContent = value;
         for (const [key, val] of Object.entries(data)) meta.dataset[key] = String(val);
+        if (keep) ui.messages.scrollTop = ui.messages.scrollHeight;
       },
     };
   }
