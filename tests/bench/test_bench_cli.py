@@ -49,8 +49,8 @@ def test_sweep_writes_table_json_and_plot(fresh_url: str, tmp_path: Path) -> Non
         assert 18 <= lv["ttft_ms"]["p50"] <= lv["e2e_ms"]["p50"]  # 20 ms before each chunk
         assert 15 <= lv["itl_ms"]["p50"] < 500
         assert lv["e2e_ms"]["p99"] >= 5 * 18
-    # four requests in flight at once finish several times faster
-    assert data["levels"][1]["requests_per_s"] > 2 * data["levels"][0]["requests_per_s"]
+    # four requests in flight at once finish several times faster (about 4x; loose for busy CI)
+    assert data["levels"][1]["requests_per_s"] > 1.5 * data["levels"][0]["requests_per_s"]
     assert png.read_bytes()[:4] == b"\x89PNG"
 
     stats = httpx.get(fresh_url + "/stats").json()
