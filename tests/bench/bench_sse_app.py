@@ -36,6 +36,8 @@ def make_app(delay: float, tokenize: bool, api_key: str | None) -> Starlette:
         return JSONResponse({"error": err}, status_code=status)
 
     async def models(request: Request) -> JSONResponse:
+        if api_key and request.headers.get("authorization") != f"Bearer {api_key}":
+            return error(401, "bad api key")
         return JSONResponse({"object": "list", "data": [{"id": "test-model", "object": "model"}]})
 
     async def stats(request: Request) -> JSONResponse:
@@ -100,6 +102,7 @@ def make_app(delay: float, tokenize: bool, api_key: str | None) -> Starlette:
 
     routes = [
         Route("/v1/models", models),
+        Route("/health", lambda request: JSONResponse({"status": "ok"})),
         Route("/stats", stats),
         Route("/v1/chat/completions", generate, methods=["POST"]),
         Route("/v1/completions", generate, methods=["POST"]),

@@ -30,7 +30,7 @@ def start_app(*flags: str) -> tuple[subprocess.Popen, str]:
         if proc.poll() is not None:
             raise RuntimeError(f"test server exited with {proc.returncode}")
         try:
-            if httpx.get(url + "/v1/models", timeout=1).status_code == 200:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
                 return proc, url
         except httpx.HTTPError:
             time.sleep(0.1)

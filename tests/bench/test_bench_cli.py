@@ -126,6 +126,7 @@ def _closed_port() -> int:
     [
         ("--url ftp://x", "--url must be an http(s) URL"),
         ("--url http://127.0.0.1:{port}", "cannot list models at http://127.0.0.1:"),
+        ("--url {plain}", "/v1/models: HTTP 401: bad api key"),
         ("--dataset {tmp}/missing.jsonl", "cannot read dataset"),
         ("--dataset {tmp}/bad.jsonl", "bad.jsonl:1: "),
         ("--tokenizer {tmp}/missing.json", "cannot load tokenizer"),
@@ -133,10 +134,12 @@ def _closed_port() -> int:
         ("--json {tmp}/no/such/dir/r.json", "its directory does not exist"),
     ],
 )
-def test_bad_input_is_a_clear_error(sse_url: str, tmp_path: Path, capsys, extra, message):
+def test_bad_input_is_a_clear_error(
+    sse_url: str, plain_url: str, tmp_path: Path, capsys, extra: str, message: str
+) -> None:
     (tmp_path / "bad.jsonl").write_text("{nope\n")
     (tmp_path / "chat.jsonl").write_text('{"messages": [{"role": "user", "content": "x"}]}\n')
-    extra = extra.format(port=_closed_port(), tmp=tmp_path)
+    extra = extra.format(port=_closed_port(), tmp=tmp_path, plain=plain_url)
     assert bench(f"--url {sse_url} --concurrency 1 --requests 1 {extra}") == 2
     err = capsys.readouterr().err
     assert err.startswith("infer bench: error: ") and message in err

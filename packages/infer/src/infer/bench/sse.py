@@ -124,11 +124,12 @@ async def stream_request(
                 last = arrived
                 parts.append(text)
                 result.chunks += 1
+            result.e2e = time.perf_counter() - start  # before the connection is released
     except Exception as exc:  # any server misbehaviour fails this request, never the run
         result.error = f"{type(exc).__name__}: {str(exc)[:200]}"
         return result
     finally:
-        result.e2e = time.perf_counter() - start
+        result.e2e = result.e2e or time.perf_counter() - start
         result.text = "".join(parts)
     if not finished:
         result.error = "stream ended without finish_reason or [DONE]"

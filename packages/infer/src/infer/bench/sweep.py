@@ -19,6 +19,7 @@ import httpx
 
 from infer.bench import prompts, tokens
 from infer.bench.load import Progress, run_level
+from infer.bench.sse import error_message
 from infer.bench.stats import LevelSummary, summarize
 
 
@@ -48,10 +49,13 @@ async def first_model(client: httpx.AsyncClient, root: str, headers: dict[str, s
     url = root + "/v1/models"
     try:
         response = await client.get(url, headers=headers)
-        response.raise_for_status()
-        return str(response.json()["data"][0]["id"])
     except httpx.HTTPError as exc:
-        raise BenchError(f"cannot list models at {url}: {exc}") from exc
+        raise BenchError(f"cannot list models at {url}: {type(exc).__name__}: {exc}") from exc
+    if response.status_code != 200:
+        why = error_message(response.status_code, response.content)
+        raise BenchError(f"cannot list models at {url}: {why}")
+    try:
+        return str(response.json()["data"][0]["id"])
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise BenchError(f"{url} gave no model id; pass --model") from exc
 
