@@ -219,3 +219,36 @@ def test_overload_and_engine_down_get_clear_messages(
     page.press("#prompt", "Enter")
     expect(notice).to_contain_text("No model is available")
     assert page.locator(".msg").count() == 0
+
+
+def _sse_chunk(text: str) -> str:
+    delta = {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+    return f"data: {json.dumps(delta)}\n\n"
+
+
+def test_broken_streams_are_reported(gateway: Gateway, desktop: Watched) -> None:
+    """A stream cut short or failing midway (faults the healthy test engine cannot
+    make on demand, so these two answers are canned; the page is the real one)."""
+    page = open_chat(desktop, gateway.url)
+    answers = iter(
+        [
+            _sse_chunk("partial ") + _sse_chunk("reply"),
+            _sse_chunk("half")
+            + 'data: {"error": {"message": "engine crashed", "type": "server_error"}}\n\n',
+        ]
+    )
+    page.route(
+        "**/v1/chat/completions",
+        lambda route: route.fulfill(
+            status=200, content_type="text/event-stream", body=next(answers)
+        ),
+    )
+    page.fill("#prompt", "one")
+    page.press("#prompt", "Enter")
+    expect(page.locator(".msg.error")).to_contain_text("cut off")
+    assert page.locator(".msg.assistant .text").last.inner_text() == "partial reply"
+    page.fill("#prompt", "two")
+    page.press("#prompt", "Enter")
+    expect(page.locator(".msg.error").nth(1)).to_contain_text("The stream failed: engine crashed")
+    assert page.locator(".msg.assistant .text").last.inner_text() == "half"
+    assert page.is_enabled("#send") and page.is_disabled("#stop")

@@ -200,6 +200,7 @@ function createChat(doc) {
     const run = { started: performance.now(), firstAt: null, chunks: 0, usage: null, performance: null };
     let content = "";
     let finish = null;
+    let done = false;
     let failure = null;
     let status = 0;
     try {
@@ -221,7 +222,10 @@ function createChat(doc) {
         failure = await responseError(response);
       } else {
         for await (const data of sseData(response.body)) {
-          if (data === "[DONE]") break;
+          if (data === "[DONE]") {
+            done = true;
+            break;
+          }
           let chunk;
           try {
             chunk = JSON.parse(data);
@@ -253,6 +257,7 @@ function createChat(doc) {
     }
 
     if (active.signal.aborted) finish = "stopped";
+    else if (!failure && !done && !finish) failure = "The reply was cut off: the stream ended early.";
     if (failure && !content) {
       reply.item.remove();
       userView.item.classList.add("failed");
