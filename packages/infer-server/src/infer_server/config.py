@@ -104,7 +104,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "--engine-ping-timeout",
         type=_positive_float,
         default=env.get("ENGINE_PING_TIMEOUT", "3"),
-        help="seconds without any answer before the engine counts as down (ENGINE_PING_TIMEOUT)",
+        help="seconds without a heartbeat before the engine counts as down (ENGINE_PING_TIMEOUT)",
     )
     p.add_argument(
         "--chat-template", default=None, help="Jinja chat template file overriding the model's"

@@ -1,11 +1,17 @@
 """The gateway's connection to the engine: one zmq.asyncio DEALER socket.
 
 Invariants: one reader task owns `recv`; every message is routed by its
-`request_id` to the queue registered for it (unknown ids are dropped). The
-health loop pings every `ping_interval`; when nothing has been heard for
-`dead_after` seconds the engine is down: every open stream receives an
-`EngineUnavailable` item and new sends raise it until the engine answers a
-Ping again and its ModelInfo has been loaded (then `connected` is True).
+`request_id` to the queue registered for it (unknown ids are dropped).
+
+Liveness has two layers. ZMTP heartbeats (answered by the engine's libzmq
+I/O thread, so a long model step does not count as silence) drop the
+connection when the engine process is gone or stopped for `dead_after`
+seconds; the socket monitor reports that at once. Application pings every
+`ping_interval` catch an engine whose loop is alive at the socket level but
+has said nothing for `hang_after` seconds. Either way the engine is down:
+every open stream receives an `EngineUnavailable` item and new requests are
+refused until the engine answers again and its ModelInfo has been loaded
+(then `connected` is True). zmq reconnects by itself.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from collections.abc import Callable
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from infer_protocol import (
     AbortRequest,
@@ -46,11 +53,14 @@ class EngineClient:
         *,
         ping_interval: float = 0.5,
         dead_after: float = 3.0,
+        hang_after: float = 30.0,
         on_model_info: Callable[[ModelInfo], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.ping_interval = ping_interval
         self.dead_after = dead_after
+        self.hang_after = max(hang_after, dead_after)
+        self._monitor: zmq.asyncio.Socket | None = None
         self._on_model_info = on_model_info
         self._ctx = zmq.asyncio.Context()
         self._sock: zmq.asyncio.Socket | None = None
@@ -71,9 +81,18 @@ class EngineClient:
         sock.setsockopt(zmq.IMMEDIATE, 1)  # never queue for a peer that is not there
         sock.setsockopt(zmq.RECONNECT_IVL, 100)
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
+        sock.setsockopt(zmq.HEARTBEAT_IVL, max(100, int(self.dead_after * 1000 / 4)))
+        sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.dead_after * 1000))
+        self._monitor = sock.get_monitor_socket(
+            zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+        )
         sock.connect(self.endpoint)
         self._sock = sock
-        self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._health())]
+        self._tasks = [
+            asyncio.create_task(self._reader()),
+            asyncio.create_task(self._health()),
+            asyncio.create_task(self._watch()),
+        ]
 
     async def close(self) -> None:
         for task in [*self._tasks, self._loading]:
@@ -84,7 +103,11 @@ class EngineClient:
                 await task
         self._fail_all("the gateway is shutting down")
         if self._sock is not None:
+            with contextlib.suppress(zmq.ZMQError):
+                self._sock.disable_monitor()
             self._sock.close(linger=0)
+        if self._monitor is not None:
+            self._monitor.close(linger=0)
         self._ctx.term()
 
     # ------------------------------------------------------------- sending
@@ -190,8 +213,31 @@ class EngineClient:
                 self.send(Ping(request_id=self.new_id("ping")))
             await asyncio.sleep(self.ping_interval)
             silent = loop.time() - self._last_seen
-            if self.connected and silent > self.dead_after:
+            if self.connected and silent > self.hang_after:
                 self._mark_down(f"engine stopped answering for {silent:.1f}s")
+
+    async def _watch(self) -> None:
+        """Connection events: a lost connection (heartbeat timeout, exit) means down."""
+        assert self._monitor is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            frames = await self._monitor.recv_multipart()
+            try:
+                event = parse_monitor_message(frames)["event"]
+            except Exception:  # a malformed monitor frame is not worth dying for
+                continue
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._last_seen = loop.time()
+                log.info("engine link up at %s", self.endpoint)
+                with contextlib.suppress(EngineUnavailable):
+                    self.send(Ping(request_id=self.new_id("ping")))
+            elif event == zmq.EVENT_DISCONNECTED:
+                if self.connected:
+                    self._mark_down(
+                        "engine connection lost (exited or stopped answering heartbeats)"
+                    )
+                else:
+                    self.last_error = "engine connection lost"
 
     def _mark_down(self, reason: str) -> None:
         log.warning("%s; failing %d open requests", reason, len(self._pending))

@@ -37,6 +37,7 @@ class Gateway:
             settings.engine_endpoint,
             ping_interval=settings.ping_interval,
             dead_after=settings.engine_dead_after,
+            hang_after=settings.request_timeout,
             on_model_info=self._on_model_info,
         )
 
