@@ -1,0 +1,272 @@
+"""`infer serve` end to end, started as a user would, on the default model.
+
+The tests of this module share one launcher and run in file order: ready
+and answering, then the clients, then an engine crash, then SIGTERM.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+from conftest import REPO, free_port, script
+from openai import OpenAI
+
+STARTUP_LIMIT_S = 60.0
+RECOVERY_LIMIT_S = 30.0
+STOP_LIMIT_S = 10.0
+
+
+@dataclass
+class Served:
+    proc: subprocess.Popen[bytes]
+    url: str
+    started: float
+    out: Path
+    err: Path
+    seen_pids: set[int] = field(default_factory=set)
+
+    def stdout(self) -> str:
+        return self.out.read_text(errors="replace")
+
+    def stderr_tail(self, lines: int = 40) -> str:
+        """The last lines of the launcher's and the engine's output (gateway access logs skipped)."""
+        kept = [
+            line
+            for line in self.err.read_text(errors="replace").splitlines()
+            if "infer_server.access" not in line
+        ]
+        return "\n".join(kept[-lines:])
+
+    def children(self) -> list[psutil.Process]:
+        kids = psutil.Process(self.proc.pid).children(recursive=True)
+        self.seen_pids.update(k.pid for k in kids)
+        return kids
+
+    def engine(self) -> psutil.Process:
+        for kid in self.children():
+            if any(
+                "infer-scheduler" in part or "infer_scheduler" in part for part in kid.cmdline()
+            ):
+                return kid
+        raise AssertionError(f"no engine child; log:\n{self.stderr_tail()}")
+
+
+def _wait_for_banner(served: Served, limit: float) -> None:
+    while True:
+        if "infer is ready" in served.stdout():
+            return
+        if served.proc.poll() is not None or time.monotonic() - served.started > limit:
+            break
+        time.sleep(0.2)
+    raise AssertionError(
+        f"infer serve not ready after {time.monotonic() - served.started:.0f} s "
+        f"(exit {served.proc.poll()}); log:\n{served.stderr_tail()}"
+    )
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    port = free_port()
+    logs = tmp_path_factory.mktemp("serve")
+    out, err = logs / "stdout.txt", logs / "stderr.txt"
+    with out.open("wb") as out_file, err.open("wb") as err_file:
+        proc = subprocess.Popen(
+            [script("infer"), "serve", "--port", str(port)],
+            stdout=out_file,
+            stderr=err_file,
+            stdin=subprocess.DEVNULL,
+            cwd=REPO,
+        )
+    served = Served(proc, f"http://127.0.0.1:{port}", time.monotonic(), out, err)
+    try:
+        yield served
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        for pid in served.seen_pids:  # never leave a child behind, even on failure
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(pid).kill()
+
+
+def _chat(url: str, content: str = "Say hello.") -> str:
+    client = OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0, timeout=60)
+    reply = client.chat.completions.create(
+        model="smollm2",
+        messages=[{"role": "user", "content": content}],
+        max_tokens=8,
+        temperature=0,
+    )
+    return reply.choices[0].message.content or ""
+
+
+def test_answers_a_chat_completion_within_60_s_of_start(served: Served):
+    _wait_for_banner(served, STARTUP_LIMIT_S)
+    text = _chat(served.url)
+    elapsed = time.monotonic() - served.started
+    assert text.strip()
+    assert elapsed < STARTUP_LIMIT_S, f"first answer after {elapsed:.1f} s"
+    banner = served.stdout()
+    assert f"infer is ready: {served.url}" in banner
+    assert f"curl {served.url}/v1/chat/completions" in banner
+
+
+def test_children_run_on_a_private_ipc_socket(served: Served):
+    _wait_for_banner(served, STARTUP_LIMIT_S)
+    cmdline = served.engine().cmdline()
+    endpoint = cmdline[cmdline.index("--endpoint") + 1]
+    assert endpoint.startswith("ipc://")
+    socket_file = Path(endpoint.removeprefix("ipc://"))
+    assert socket_file.exists()
+    assert (socket_file.parent.stat().st_mode & 0o777) == 0o700
+
+
+def test_chat_client_streams_keeps_the_conversation_and_resets(served: Served):
+    _wait_for_banner(served, STARTUP_LIMIT_S)
+    result = subprocess.run(
+        [script("infer"), "chat", "--url", served.url, "--max-tokens", "5", "--temperature", "0"],
+        input="Hello!\nAnd again?\n/reset\n/quit\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "chatting with smollm2" in result.stdout
+    answers = result.stdout.split("assistant> ")[1:]
+    assert len(answers) == 2 and all(a.strip() for a in answers), result.stdout
+    assert "(conversation cleared)" in result.stdout
+    assert "error" not in result.stderr
+
+
+def test_chat_session_keeps_turns(served: Served):
+    import argparse
+    import io
+
+    from infer.chat import ChatSession
+
+    _wait_for_banner(served, STARTUP_LIMIT_S)
+    args = argparse.Namespace(system="Be brief.", temperature=0.0, max_tokens=4)
+    with httpx.Client(base_url=served.url, timeout=60) as client:
+        session = ChatSession(client, "smollm2", args)
+        first = session.ask("Hi", io.StringIO())
+        session.ask("Again", io.StringIO())
+        assert [m["role"] for m in session.messages] == [
+            "system", "user", "assistant", "user", "assistant",
+        ]  # fmt: skip
+        assert session.messages[2]["content"] == first
+        session.reset()
+        assert session.messages == [{"role": "system", "content": "Be brief."}]
+
+
+def test_container_health_checks_pass_against_the_real_processes(served: Served):
+    _wait_for_banner(served, STARTUP_LIMIT_S)
+    cmdline = served.engine().cmdline()
+    endpoint = cmdline[cmdline.index("--endpoint") + 1]
+    ready = subprocess.run(
+        [sys.executable, str(REPO / "docker" / "ready_check.py"), f"{served.url}/ready"],
+        capture_output=True,
+        timeout=30,
+    )
+    assert ready.returncode == 0, ready.stderr
+    ping = subprocess.run(
+        [sys.executable, str(REPO / "docker" / "ping_engine.py"), endpoint, "10"],
+        capture_output=True,
+        timeout=30,
+    )
+    assert ping.returncode == 0, ping.stderr
+    down = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "docker" / "ready_check.py"),
+            f"http://127.0.0.1:{free_port()}/ready",
+        ],
+        capture_output=True,
+        timeout=30,
+    )
+    assert down.returncode == 1
+
+
+def test_engine_killed_is_restarted_while_the_gateway_answers(served: Served):
+    _wait_for_banner(served, STARTUP_LIMIT_S)
+    engine = served.engine()
+    engine.send_signal(signal.SIGKILL)
+    killed_at = time.monotonic()
+    ready_codes: set[int] = set()
+    recovered_after = None
+    with httpx.Client(base_url=served.url, timeout=5) as client:
+        while time.monotonic() - killed_at < RECOVERY_LIMIT_S:
+            assert client.get("/health").status_code == 200
+            ready_codes.add(client.get("/ready").status_code)
+            try:
+                if _chat(served.url).strip():
+                    recovered_after = time.monotonic() - killed_at
+                    break
+            except Exception:
+                time.sleep(0.5)
+    assert recovered_after is not None, (
+        f"no answer {RECOVERY_LIMIT_S:.0f} s after the engine was killed:\n{served.stderr_tail()}"
+    )
+    assert 503 in ready_codes
+    assert served.engine().pid != engine.pid
+    assert served.proc.poll() is None
+    assert "restarted the engine" in served.err.read_text()
+
+
+def test_sigterm_stops_everything_within_10_s(served: Served):
+    _wait_for_banner(served, STARTUP_LIMIT_S)
+    cmdline = served.engine().cmdline()
+    socket_file = Path(cmdline[cmdline.index("--endpoint") + 1].removeprefix("ipc://"))
+    pids = [p.pid for p in served.children()]
+    assert len(pids) >= 2 and socket_file.exists()
+    served.proc.send_signal(signal.SIGTERM)
+    stopped_at = time.monotonic()
+    code = served.proc.wait(STOP_LIMIT_S + 5)
+    deadline = stopped_at + STOP_LIMIT_S
+    while time.monotonic() < deadline and any(_alive(pid) for pid in pids):
+        time.sleep(0.1)
+    assert time.monotonic() - stopped_at < STOP_LIMIT_S
+    assert code == 0
+    assert not [pid for pid in pids if _alive(pid)]
+    assert not socket_file.exists()
+    assert not socket_file.parent.exists()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_model_that_cannot_load_ends_with_one_line(tmp_path: Path):
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"this is not a gguf file" * 100)
+    result = subprocess.run(
+        [script("infer"), "serve", "--port", str(free_port()), "--model", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("infer serve:")]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith(
+        "infer serve: error: the engine exited during startup (exit code 1)"
+    )
+    assert "broken.gguf" in errors[0] or "GGUF" in errors[0] or "gguf" in errors[0]
