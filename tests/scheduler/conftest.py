@@ -19,3 +19,18 @@ def tiny_bundle(tiny_dir: Path):
     from infer_worker import load_model
 
     return load_model(str(tiny_dir), device="cpu", dtype="float32")
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run this area's in-process models on one thread (restored afterwards).
+
+    Their tensors are tiny, and on a shared 2-core machine OpenMP threads that
+    spin while another process holds the other core slow steps down 10x.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

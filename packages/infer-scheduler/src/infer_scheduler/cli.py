@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-prefix-cache", action="store_true", help="turn the radix prefix cache off")
     p.add_argument("--seed", type=int, default=None, help="seed for unseeded sampling")
     p.add_argument(
+        "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
+    )
+    p.add_argument(
         "--log-level",
         default=os.environ.get("LOG_LEVEL", "info"),
         choices=["debug", "info", "warning", "error", "critical"],
@@ -113,6 +116,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.seed is not None:
         torch.manual_seed(args.seed)
+    if args.threads is not None:
+        if args.threads < 1:
+            print("infer-scheduler: error: --threads must be >= 1", file=sys.stderr)
+            return 2
+        torch.set_num_threads(args.threads)
     started = time.monotonic()
     try:
         bundle = load_model(args.model, device=args.device, dtype=args.dtype)
