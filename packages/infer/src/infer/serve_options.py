@@ -46,9 +46,11 @@ PASSTHROUGH: tuple[Passthrough, ...] = (
     Passthrough("queue_capacity", "--queue-capacity", (ENGINE,)),
     Passthrough("no_prefix_cache", "--no-prefix-cache", (ENGINE,), "flag"),
     Passthrough("seed", "--seed", (ENGINE,)),
+    Passthrough("threads", "--threads", (ENGINE,)),
     Passthrough("served_model_name", "--served-model-name", (ENGINE,), "append"),
     Passthrough("api_key", "--api-key", (GATEWAY,)),
     Passthrough("request_timeout", "--request-timeout", (GATEWAY,)),
+    Passthrough("engine_ping_timeout", "--engine-ping-timeout", (GATEWAY,)),
     Passthrough("chat_template", "--chat-template", (GATEWAY,)),
     Passthrough("cors_origins", "--cors-origins", (GATEWAY,), "list"),
     Passthrough("max_body_bytes", "--max-body-bytes", (GATEWAY,)),
@@ -180,6 +182,7 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
         help="turn the radix prefix cache off",
     )
     engine.add_argument("--seed", type=int, default=None, help="engine random seed")
+    engine.add_argument("--threads", type=positive_int, default=None, help="CPU threads for torch")
     engine.add_argument(
         "--served-model-name",
         action="append",
@@ -194,6 +197,12 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
         type=positive_float,
         default=None,
         help="seconds without engine progress before 504",
+    )
+    gateway.add_argument(
+        "--engine-ping-timeout",
+        type=positive_float,
+        default=None,
+        help="seconds without an engine heartbeat before it counts as down",
     )
     gateway.add_argument(
         "--chat-template",
