@@ -1,0 +1,180 @@
+"""Every 4xx the issue lists, overload (503 + Retry-After), engine timeout (504), API key."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import openai
+import pytest
+from conftest import Engine, Gateway
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+CHAT = {"model": "tiny", "messages": MESSAGES, "max_tokens": 2}
+KEY = "s3cret-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def error(r: httpx.Response, status: int) -> dict:
+    assert r.status_code == status, r.text
+    body = r.json()["error"]
+    assert set(body) == {"message", "type", "param", "code"}
+    assert isinstance(body["message"], str) and body["message"]
+    return body
+
+
+def post(gw: Gateway, path: str, **kw) -> httpx.Response:
+    return httpx.post(gw.url + path, timeout=60, **kw)
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({**CHAT, "temperature": "hot"}, "temperature"),
+        ({**CHAT, "temperature": 3}, "temperature"),
+        ({**CHAT, "max_tokens": -1}, "max_tokens"),
+        ({**CHAT, "n": 0}, "n"),
+        ({**CHAT, "top_logprobs": 21, "logprobs": True}, "top_logprobs"),
+        ({**CHAT, "messages": []}, "messages"),
+        ({**CHAT, "messages": [{"role": "robot", "content": "x"}]}, "messages[0].role"),
+        ({**CHAT, "messages": [{"role": "user", "content": 5}]}, "messages[0].content"),
+        ({**CHAT, "stop": [3]}, "stop"),
+        ({"messages": MESSAGES}, "model"),
+    ],
+)
+def test_bad_chat_requests_are_400_with_param(tiny_gateway, body, param):
+    assert error(post(tiny_gateway, "/v1/chat/completions", json=body), 400)["param"] == param
+
+
+def test_bad_json_and_content_type_are_400(tiny_gateway):
+    e = error(
+        post(
+            tiny_gateway,
+            "/v1/chat/completions",
+            content=b"{not json",
+            headers={"content-type": "application/json"},
+        ),
+        400,
+    )
+    assert e["code"] == "invalid_json"
+    e = error(
+        post(
+            tiny_gateway,
+            "/v1/chat/completions",
+            content=b"{}",
+            headers={"content-type": "text/plain"},
+        ),
+        400,
+    )
+    assert e["code"] == "invalid_content_type"
+    error(post(tiny_gateway, "/v1/completions", json=[1, 2]), 400)
+    error(post(tiny_gateway, "/v1/completions", json={"model": "tiny", "prompt": [70000]}), 400)
+    error(post(tiny_gateway, "/tokenize", json={"prompt": 5}), 400)
+    error(post(tiny_gateway, "/detokenize", json={"tokens": [-1]}), 400)
+
+
+def test_context_overflow_names_the_numbers(tiny_gateway):
+    client = tiny_gateway.openai()
+    with pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=5000)
+    e = info.value.body
+    prompt = httpx.post(tiny_gateway.url + "/tokenize", json={"messages": MESSAGES}).json()["count"]
+    assert e["code"] == "context_length_exceeded"
+    assert e["message"].startswith(
+        f"This model's maximum context length is 2048 tokens. However, you requested {prompt + 5000} "
+        f"tokens ({prompt} in the messages, 5000 in the completion)."
+    )
+    long_prompt = "hello " * 2100
+    with pytest.raises(openai.BadRequestError) as info:
+        client.completions.create(model="tiny", prompt=long_prompt)
+    assert "in the prompt" in info.value.body["message"]
+
+
+def test_unknown_model_and_route(tiny_gateway):
+    with pytest.raises(openai.NotFoundError) as info:
+        tiny_gateway.openai().chat.completions.create(model="gpt-4", messages=MESSAGES)
+    assert info.value.body["param"] == "model" and info.value.body["code"] == "model_not_found"
+    error(post(tiny_gateway, "/v1/completions", json={"model": "nope", "prompt": "x"}), 404)
+    error(httpx.get(tiny_gateway.url + "/v1/nothing"), 404)
+    error(httpx.get(tiny_gateway.url + "/v1/chat/completions"), 405)
+
+
+@pytest.fixture(scope="module")
+def strict(tiny_model, run_dir):
+    """One running request at a time, one waiting; key required; small bodies; short timeout."""
+    engine = Engine(
+        tiny_model, f"ipc://{run_dir}/strict.ipc", "--max-running", "1", "--queue-capacity", "1"
+    ).wait_ready()
+    gw = Gateway(
+        engine.endpoint,
+        *(
+            "--api-key",
+            KEY,
+            "--max-body-bytes",
+            "4096",
+            "--served-model-name",
+            "alias",
+            "--request-timeout",
+            "3",
+        ),
+    ).wait_ready()
+    yield gw
+    gw.stop()
+    engine.stop()
+
+
+def test_api_key_is_required_except_on_health_and_ready(strict):
+    for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+        e = error(httpx.get(strict.url + "/v1/models", headers=headers), 401)
+        assert e["code"] == "invalid_api_key"
+    error(httpx.get(strict.url + "/metrics"), 401)
+    assert httpx.get(strict.url + "/health").status_code == 200
+    assert httpx.get(strict.url + "/ready").status_code == 200
+    with pytest.raises(openai.AuthenticationError):
+        strict.openai(api_key="wrong").models.list()
+    models = strict.openai(api_key=KEY).models.list()
+    assert [m.id for m in models.data] == ["tiny", "alias"]
+    out = strict.openai(api_key=KEY).chat.completions.create(
+        model="alias", messages=MESSAGES, max_tokens=2
+    )
+    assert out.model == "alias" and out.choices[0].message.content is not None
+
+
+def test_cors_preflight_any_origin(strict):
+    r = httpx.options(
+        strict.url + "/v1/chat/completions",
+        headers={"Origin": "http://example.com", "Access-Control-Request-Method": "POST"},
+    )
+    assert r.status_code == 200
+    assert r.headers["access-control-allow-origin"] in ("*", "http://example.com")
+    assert "access-control-allow-credentials" not in r.headers
+
+
+def test_body_over_limit_is_413(strict):
+    big = {**CHAT, "messages": [{"role": "user", "content": "x" * 5000}]}
+    e = error(httpx.post(strict.url + "/v1/chat/completions", json=big, headers=AUTH), 413)
+    assert "4096" in e["message"]
+
+
+def test_overloaded_is_503_with_retry_after_and_stuck_request_is_504(strict):
+    url = strict.url + "/v1/chat/completions"
+    long = {**CHAT, "max_tokens": 1500, "ignore_eos": True, "stream": True}
+
+    async def scenario() -> tuple[httpx.Response, httpx.Response]:
+        async with (
+            httpx.AsyncClient(timeout=60, headers=AUTH) as c,
+            c.stream("POST", url, json=long) as a,
+        ):
+            assert a.status_code == 200  # A runs (the engine's only running slot)
+            lines = a.aiter_lines()
+            await anext(lines)
+            waiting = asyncio.create_task(c.post(url, json=CHAT))  # B waits in the queue
+            await asyncio.sleep(1.0)
+            refused = await c.post(url, json=CHAT)  # C: the queue is full
+            return refused, await waiting
+
+    refused, waited = asyncio.run(scenario())
+    e = error(refused, 503)
+    assert e["code"] == "overloaded" and int(refused.headers["retry-after"]) >= 1
+    e = error(waited, 504)
+    assert e["code"] == "engine_timeout" and "3s" in e["message"]
