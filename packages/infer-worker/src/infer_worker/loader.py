@@ -116,9 +116,7 @@ def load_model(
         config.vocab_size,
         time.perf_counter() - start,
     )
-    with torch.device("meta"):
-        net = LlamaModel(config)
-    net = net.to_empty(device=dev).to(run_dtype)
+    net = LlamaModel(config).to(device=dev, dtype=run_dtype)
     net.reset_rotary(dev)
     try:
         net.load_hf_weights(source.weights(config, run_dtype))
