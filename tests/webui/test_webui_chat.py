@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from pathlib import Path
 
 import httpx
 from playwright.sync_api import Page, expect
-from webui_platform import Gateway, Watched
+from webui_platform import (
+    Gateway,
+    Watched,
+    open_raw_stream,
+    wait_engine_idle,
+    wait_for_content,
+)
 
 RECORD_LENGTHS = """() => {
   window.__lengths = [];
@@ -44,17 +49,6 @@ def chat_bodies(w: Watched) -> list[dict]:
 
 def last_reply(page: Page):
     return page.locator(".msg.assistant").last
-
-
-def wait_engine_idle(base: str, timeout: float = 15) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        engine = httpx.get(base + "/v1/metrics").json()["engine"]
-        if engine["concurrent_requests"] == 0 and engine["queue_size"] == 0:
-            return engine
-        if time.monotonic() > deadline:
-            raise AssertionError(f"engine still busy: {engine}")
-        time.sleep(0.2)
 
 
 def test_chat_streams_replies_and_keeps_the_conversation(
@@ -160,39 +154,15 @@ def test_too_long_prompt_shows_the_servers_message(gateway: Gateway, desktop: Wa
     assert page.is_enabled("#send")
 
 
-def _raw_stream(base: str, max_tokens: int) -> socket.socket:
-    """Opens a streamed chat completion on a bare socket (closing it disconnects)."""
-    host, port = base.removeprefix("http://").split(":")
-    body = json.dumps(
-        {
-            "model": "tiny",
-            "messages": [{"role": "user", "content": "keep busy"}],
-            "max_tokens": max_tokens,
-            "ignore_eos": True,
-            "stream": True,
-        }
-    ).encode()
-    sock = socket.create_connection((host, int(port)))
-    head = (
-        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    )
-    sock.sendall(head.encode() + body)
-    return sock
-
-
 def test_overload_and_engine_down_get_clear_messages(
     gateway: Gateway, engineless_gateway: Gateway, desktop: Watched
 ) -> None:
     page = open_chat(desktop, gateway.url)
-    running = _raw_stream(gateway.url, 1500)
+    running = open_raw_stream(gateway.url, 1500)
     waiting = None
     try:
-        running.settimeout(30)
-        seen = b""
-        while b'"content"' not in seen:
-            seen += running.recv(65536)
-        waiting = _raw_stream(gateway.url, 4)
+        wait_for_content(running)
+        waiting = open_raw_stream(gateway.url, 4)
         deadline = time.monotonic() + 15
         while httpx.get(gateway.url + "/v1/metrics").json()["engine"]["queue_size"] < 1:
             assert time.monotonic() < deadline, "second request never queued"

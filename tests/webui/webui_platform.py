@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 import socket
 import subprocess
 import sys
@@ -113,3 +115,46 @@ class Watched:
 
     def foreign_urls(self, base: str) -> list[str]:
         return [u for u in self.urls if not (u.startswith(base + "/") or u.startswith("data:"))]
+
+
+def wait_engine_idle(base: str, timeout: float = 15) -> dict:
+    """Waits until the engine behind `base` runs and queues nothing; returns its stats."""
+    deadline = time.monotonic() + timeout
+    while True:
+        engine = httpx.get(base + "/v1/metrics").json()["engine"]
+        if engine["concurrent_requests"] == 0 and engine["queue_size"] == 0:
+            return engine
+        if time.monotonic() > deadline:
+            raise AssertionError(f"engine still busy: {engine}")
+        time.sleep(0.2)
+
+
+def open_raw_stream(base: str, max_tokens: int) -> socket.socket:
+    """Starts a streamed chat completion on a bare socket; closing it disconnects."""
+    host, port = base.removeprefix("http://").split(":")
+    body = json.dumps(
+        {
+            "model": "tiny",
+            "messages": [{"role": "user", "content": "keep busy"}],
+            "max_tokens": max_tokens,
+            "ignore_eos": True,
+            "stream": True,
+        }
+    ).encode()
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    head = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {host}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+def wait_for_content(sock: socket.socket) -> None:
+    """Reads a raw stream until its first non-empty content delta (the request runs)."""
+    seen = b""
+    while not re.search(rb'"content":\s*"[^"]', seen):
+        data = sock.recv(65536)
+        if not data:
+            raise AssertionError(f"stream closed before any content: {seen[-500:]!r}")
+        seen += data
