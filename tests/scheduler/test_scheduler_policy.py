@@ -6,8 +6,12 @@ appends one new token to each request that reached its end.
 
 from __future__ import annotations
 
+import pytest
+import torch
+
 from infer_scheduler.block_pool import BlockPool
 from infer_scheduler.cache_manager import CacheManager
+from infer_scheduler.options import CPU_MAX_TOKENS, EngineOptions, num_kv_blocks
 from infer_scheduler.request import Request, Status
 from infer_scheduler.scheduler import Batch, Scheduler
 
@@ -124,3 +128,17 @@ def test_no_prefix_cache_computes_everything() -> None:
     second = Request("b", list(range(20)) + [99])
     sched.add(second)
     assert sched.schedule().items == [(second, 21)]
+
+
+def test_options_and_kv_sizing() -> None:
+
+    cpu = torch.device("cpu")
+    assert num_kv_blocks(EngineOptions(kv_cache_tokens=100, block_size=16), 1000, cpu) == 7
+    default = num_kv_blocks(EngineOptions(), 46080, cpu)  # SmolLM2-135M in float32
+    assert 16 <= default <= CPU_MAX_TOKENS // 16
+    assert num_kv_blocks(EngineOptions(), 1 << 40, cpu) == 16  # never below the minimum
+    assert EngineOptions().batch_tokens_for(cpu) == 512
+    assert EngineOptions(max_batch_tokens=7).batch_tokens_for(torch.device("cuda")) == 7
+    for bad in ({"max_running": 0}, {"kv_cache_tokens": 0}, {"gpu_memory_utilization": 1.5}):
+        with pytest.raises(ValueError):
+            EngineOptions(**bad)

@@ -66,14 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def build_model_info(bundle: Any, names: list[str], request_id: str) -> ModelInfo:
-    """The ModelInfo answer for a loaded bundle."""
+def build_model_info(
+    bundle: Any, names: list[str], tokenizer_json: str, request_id: str
+) -> ModelInfo:
+    """The ModelInfo answer for a loaded bundle (tokenizer JSON serialized once by the caller)."""
     config = bundle.config
     return ModelInfo(
         request_id=request_id,
         served_model_names=names,
         context_length=config.context_length,
-        tokenizer_json=bundle.tokenizer.to_str(),
+        tokenizer_json=tokenizer_json,
         chat_template=bundle.chat_template,
         bos_token=config.bos_token,
         eos_token=config.eos_token,
@@ -131,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     names = list(dict.fromkeys([bundle.served_name, *args.served_model_name]))
     try:
         server = EngineServer(
-            engine, args.endpoint, functools.partial(build_model_info, bundle, names)
+            engine,
+            args.endpoint,
+            functools.partial(build_model_info, bundle, names, bundle.tokenizer.to_str()),
         )
     except Exception as exc:
         log.error("could not bind %s: %s", args.endpoint, exc)
