@@ -17,7 +17,7 @@ def run(w: Watched, base: str, script: str, arg: Any = None) -> Any:
           const load = (name) => import(`/static/${name}.js`);
           const modules = {
             sse: await load('sse'), api: await load('api'), charts: await load('charts'),
-            chat: await load('chat'), dashboard: await load('dashboard'),
+            completion: await load('completion'), dashboard: await load('dashboard'),
           };
           return (eval(script))(modules, arg);
         }""",
@@ -147,15 +147,15 @@ def test_reply_stats_prefer_the_servers_rate(engineless_gateway: Gateway, deskto
     got = run(
         desktop,
         engineless_gateway.url,
-        """async ({ chat }) => {
-          const client = chat.replyStats({ started: 0, firstAt: 100, endedAt: 1100, chunks: 11,
+        """async ({ completion }) => {
+          const client = completion.replyStats({ started: 0, firstAt: 100, endedAt: 1100, chunks: 11,
                                            usage: null, performance: null, finish: 'length' });
-          const server = chat.replyStats({ started: 0, firstAt: 100, endedAt: 1100, chunks: 11,
+          const server = completion.replyStats({ started: 0, firstAt: 100, endedAt: 1100, chunks: 11,
                                            usage: { completion_tokens: 12 },
                                            performance: { tokens_per_second: 42.5 }, finish: 'stop' });
-          const none = chat.replyStats({ started: 0, firstAt: null, endedAt: 50, chunks: 0,
+          const none = completion.replyStats({ started: 0, firstAt: null, endedAt: 50, chunks: 0,
                                          usage: null, performance: null, finish: 'stopped' });
-          return [client, server, none, chat.formatStats(client), chat.formatStats(none)];
+          return [client, server, none, completion.formatStats(client), completion.formatStats(none)];
         }""",
     )
     client, server, none, client_text, none_text = got

@@ -2,33 +2,10 @@
 // per-reply time to first token and tokens per second. The conversation
 // lives in this page only; a failed turn is shown but not sent again.
 
-import { apiFetch, getApiKey, keyForm, networkError, responseError, serverMessage } from "./api.js";
-import { sseData } from "./sse.js";
+import { apiFetch, getApiKey, keyForm, networkError, responseError } from "./api.js";
+import { formatStats, streamCompletion } from "./completion.js";
 
 const RETRY_MS = 3000;
-
-/** "TTFT 120 ms · 35.2 tok/s · 64 tokens · length" for a finished reply. */
-export function formatStats({ ttftMs, tokensPerSecond, tokens, finish }) {
-  const parts = [];
-  if (finish === "stopped") parts.push("stopped");
-  parts.push(ttftMs == null ? "TTFT —" : `TTFT ${Math.round(ttftMs)} ms`);
-  parts.push(tokensPerSecond == null ? "— tok/s" : `${tokensPerSecond.toFixed(1)} tok/s`);
-  parts.push(`${tokens} token${tokens === 1 ? "" : "s"}`);
-  if (finish && finish !== "stopped") parts.push(finish);
-  return parts.join(" · ");
-}
-
-/** Stats of one reply from client timings, the usage chunk and `performance`. */
-export function replyStats({ started, firstAt, endedAt, chunks, usage, performance: perf, finish }) {
-  const tokens = usage && Number.isFinite(usage.completion_tokens) ? usage.completion_tokens : chunks;
-  let tokensPerSecond = null;
-  if (perf && Number.isFinite(perf.tokens_per_second) && perf.tokens_per_second > 0) {
-    tokensPerSecond = perf.tokens_per_second;
-  } else if (firstAt != null && tokens > 1 && endedAt > firstAt) {
-    tokensPerSecond = (tokens - 1) / ((endedAt - firstAt) / 1000);
-  }
-  return { ttftMs: firstAt == null ? null : firstAt - started, tokensPerSecond, tokens, finish };
-}
 
 function createChat(doc) {
   const $ = (id) => doc.getElementById(id);
@@ -197,88 +174,40 @@ function createChat(doc) {
     const active = new AbortController();
     setBusy(active);
 
-    const run = { started: performance.now(), firstAt: null, chunks: 0, usage: null, performance: null };
-    let content = "";
-    let finish = null;
-    let done = false;
-    let failure = null;
-    let status = 0;
-    try {
-      const response = await apiFetch("/v1/chat/completions", {
-        method: "POST",
-        headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
-        body: JSON.stringify({
-          model: settings.model,
-          messages,
-          temperature: settings.temperature,
-          max_tokens: settings.maxTokens,
-          stream: true,
-          stream_options: { include_usage: true },
-        }),
-        signal: active.signal,
-      });
-      status = response.status;
-      if (!response.ok) {
-        failure = await responseError(response);
-      } else {
-        for await (const data of sseData(response.body)) {
-          if (data === "[DONE]") {
-            done = true;
-            break;
-          }
-          let chunk;
-          try {
-            chunk = JSON.parse(data);
-          } catch {
-            continue;
-          }
-          if (chunk.error) {
-            failure = `The stream failed: ${serverMessage(chunk) || "unknown error"}`;
-            break;
-          }
-          const choice = Array.isArray(chunk.choices) ? chunk.choices[0] : null;
-          const delta = choice && choice.delta ? choice.delta.content : null;
-          if (typeof delta === "string" && delta) {
-            if (run.firstAt === null) run.firstAt = performance.now();
-            run.chunks += 1;
-            content += delta;
-            reply.setText(content);
-          }
-          if (choice && choice.finish_reason) finish = choice.finish_reason;
-          if (chunk.usage) run.usage = chunk.usage;
-          if (chunk.performance) run.performance = chunk.performance;
-        }
-      }
-    } catch (error) {
-      if (!active.signal.aborted) failure = networkError(error);
-    } finally {
-      setBusy(null);
-      reply.item.classList.remove("streaming");
-    }
+    const result = await streamCompletion(
+      {
+        model: settings.model,
+        messages,
+        temperature: settings.temperature,
+        max_tokens: settings.maxTokens,
+      },
+      active.signal,
+      (content) => reply.setText(content),
+    );
+    setBusy(null);
+    reply.item.classList.remove("streaming");
 
-    if (active.signal.aborted) finish = "stopped";
-    else if (!failure && !done && !finish) failure = "The reply was cut off: the stream ended early.";
+    const { content, finish, failure, stats } = result;
     if (failure && !content) {
       reply.item.remove();
       userView.item.classList.add("failed");
       userView.setMeta("not sent");
       addMessage("error", failure);
-      if (status === 401 || status === 403) keys.show(null);
+      if (result.status === 401 || result.status === 403) keys.show(null);
       if (!ui.prompt.value) ui.prompt.value = text;
       return;
     }
     history.push(turn);
     if (content) history.push({ role: "assistant", content });
     else reply.setText(finish === "stopped" ? "(stopped before any text)" : "(empty reply)");
-    const stats = replyStats({ ...run, endedAt: performance.now(), finish });
     reply.setMeta(formatStats(stats), {
       ttftMs: stats.ttftMs == null ? "" : stats.ttftMs.toFixed(1),
       tokensPerSecond: stats.tokensPerSecond == null ? "" : stats.tokensPerSecond.toFixed(2),
       tokens: stats.tokens,
       finish: finish || "",
     });
-    if (run.performance) {
-      const p = run.performance;
+    const p = result.performance;
+    if (p) {
       reply.item.title = `server: queue ${p.queue_time_ms} ms, prefill ${p.prefill_time_ms} ms, decode ${p.decode_time_ms} ms`;
     }
     if (failure) addMessage("error", failure);
