@@ -114,6 +114,7 @@ def test_dashboard_shows_an_engine_that_is_not_ready(
     status = page.locator("#engine-status")
     expect(status).to_have_attribute("data-state", "bad")
     expect(status).to_have_text("Engine not ready")
+    expect(page.locator("#status-detail")).not_to_be_empty()  # the gateway's reason
     page.wait_for_function(
         "() => Number(document.getElementById('chart-system').dataset.points) >= 2"
     )

@@ -104,14 +104,22 @@ function createDashboard(doc, intervalMs) {
   }
 
   async function checkReady() {
+    let detail = "";
     try {
       const response = await fetch("/ready", { headers: { Accept: "application/json" } });
+      try {
+        const body = await response.json();
+        if (body && typeof body.detail === "string") detail = body.detail;
+      } catch {
+        detail = "";
+      }
       if (response.ok) setStatus("ok", "Engine ready");
       else if (response.status === 503) setStatus("bad", "Engine not ready");
       else setStatus("unknown", `Readiness check answered ${response.status}`);
     } catch {
       setStatus("bad", "Gateway unreachable");
     }
+    setText("status-detail", detail);
   }
 
   function showTiles(m, s) {
