@@ -13,6 +13,7 @@ import collections
 import contextlib
 import ctypes
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from pathlib import Path
 from typing import TextIO
 
 _PR_SET_PDEATHSIG = 1
+# "2026-01-02 03:04:05,678 ERROR infer_scheduler: " (the logging format of both children)
+_LOG_PREFIX = re.compile(r"^\d{4}-\d\d-\d\d[ T][\d:.,]+ +[A-Z]+ +[\w.]+: ")
 
 
 def console_command(script: str, module: str) -> list[str]:
@@ -64,12 +67,14 @@ class Child:
         log: TextIO,
         env: dict[str, str] | None = None,
         tail_lines: int = 40,
+        hide: Callable[[str], bool] | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
         self._log = log
         self._env = env
         self._tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
+        self._hide = hide
         self._proc: subprocess.Popen[bytes] | None = None
         self._pump: threading.Thread | None = None
         self.started_at = 0.0
@@ -103,6 +108,8 @@ class Child:
             if not line:
                 continue
             self._tail.append(line)
+            if self._hide is not None and self._hide(line):
+                continue
             try:
                 self._log.write(f"[{self.name}] {line}\n")
                 self._log.flush()
@@ -122,7 +129,7 @@ class Child:
         if self._pump is not None:
             self._pump.join(timeout=2.0)
         for line in reversed(self._tail):
-            text = line.strip()
+            text = _LOG_PREFIX.sub("", line.strip())
             if text and not text.startswith(("File ", "^", "~", "Traceback")):
                 return text
         return "no output"

@@ -75,6 +75,11 @@ def preflight(args: argparse.Namespace) -> str | None:
     return port_problem(args.host, args.port)
 
 
+def is_probe_log(line: str) -> bool:
+    """An access-log line of a /ready or /health probe (the launcher polls /ready)."""
+    return "infer_server.access" in line and (" GET /ready " in line or " GET /health " in line)
+
+
 def engine_env(env: dict[str, str]) -> dict[str, str]:
     """The engine's environment: OpenMP threads sleep instead of spinning while idle.
 
@@ -148,6 +153,7 @@ class Launcher:
             console_command("infer-server", "infer_server.cli") + gateway_args(self.args, endpoint),
             self.log,
             env,
+            hide=is_probe_log,
         )
         self._children = [gateway, engine]
         previous = self._install_signals()
