@@ -274,3 +274,50 @@ def test_model_that_cannot_load_ends_with_one_line(tmp_path: Path):
     reason = errors[0].split("): ", 1)[1]
     assert "broken.gguf" in reason
     assert not reason[0].isdigit(), "the child's log timestamp should be stripped"
+
+
+def _start_and_wait_for_children(tmp_path: Path) -> tuple[subprocess.Popen[bytes], list[int], Path]:
+    """A launcher whose two children are running (the model may still be loading)."""
+    log = (tmp_path / "stderr.txt").open("wb")
+    proc = subprocess.Popen(
+        [script("infer"), "serve", "--port", str(free_port())],
+        stdout=subprocess.DEVNULL,
+        stderr=log,
+        stdin=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        kids = psutil.Process(proc.pid).children()
+        cmdlines = [" ".join(k.cmdline()) for k in kids]
+        endpoints = [c.split("--endpoint ")[1].split()[0] for c in cmdlines if "--endpoint " in c]
+        if len(kids) == 2 and endpoints:
+            return proc, [k.pid for k in kids], Path(endpoints[0].removeprefix("ipc://")).parent
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError("the launcher did not start two children")
+
+
+def test_ctrl_c_during_loading_stops_everything(tmp_path: Path):
+    proc, pids, workdir = _start_and_wait_for_children(tmp_path)
+    assert workdir.is_dir()
+    proc.send_signal(signal.SIGINT)
+    started = time.monotonic()
+    assert proc.wait(STOP_LIMIT_S) == 0
+    while time.monotonic() - started < STOP_LIMIT_S and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    assert not [p for p in pids if _alive(p)]
+    assert not workdir.exists()
+
+
+def test_children_die_with_a_killed_launcher(tmp_path: Path):
+    proc, pids, _ = _start_and_wait_for_children(tmp_path)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(5)
+    started = time.monotonic()
+    while time.monotonic() - started < STOP_LIMIT_S and any(_alive(p) for p in pids):
+        time.sleep(0.1)
+    leftover = [p for p in pids if _alive(p)]
+    for pid in leftover:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(pid).kill()
+    assert not leftover, "children outlived a SIGKILLed launcher"
