@@ -22,7 +22,6 @@ from webui_platform import (
     CHROMIUM_ARGS,
     Gateway,
     Watched,
-    log_tail,
     stop_process,
 )
 
@@ -35,20 +34,21 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def engine_endpoint(workdir: Path) -> Iterator[str]:
-    """A real `infer-scheduler` on a tiny random Llama (max 1 running, 1 waiting).
+def engine_endpoint(workdir: Path) -> str:
+    return f"ipc://{workdir / 'engine.ipc'}"
 
-    Its log is workdir/engine.log; the gateway fixture reports it if the engine never gets ready.
-    """
+
+@pytest.fixture(scope="session")
+def engine(workdir: Path, engine_endpoint: str) -> Iterator[tuple[subprocess.Popen, Path]]:
+    """A real `infer-scheduler` on a tiny random Llama (max 1 running, 1 waiting): (process, log)."""
     model = write_tiny_llama(workdir / "tiny")
-    endpoint = f"ipc://{workdir / 'engine.ipc'}"
     log = workdir / "engine.log"
     cmd = [
         str(BIN / "infer-scheduler"),
         "--model",
         str(model),
         "--endpoint",
-        endpoint,
+        engine_endpoint,
         "--device",
         "cpu",
         "--kv-cache-tokens",
@@ -61,21 +61,19 @@ def engine_endpoint(workdir: Path) -> Iterator[str]:
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     try:
-        yield endpoint
+        yield proc, log
     finally:
         stop_process(proc)
 
 
 @pytest.fixture(scope="session")
-def gateway(workdir: Path, engine_endpoint: str) -> Iterator[Gateway]:
+def gateway(
+    workdir: Path, engine: tuple[subprocess.Popen, Path], engine_endpoint: str
+) -> Iterator[Gateway]:
     """The real gateway in front of the engine, ready (its /ready said 200)."""
     gw = Gateway(workdir, "gateway", engine_endpoint)
     try:
-        try:
-            gw.wait("/ready", 180)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\nengine log:\n{log_tail(workdir / 'engine.log')}") from None
-        yield gw
+        yield gw.wait("/ready", 180, needs=engine)
     finally:
         gw.stop()
 

@@ -52,11 +52,23 @@ def stop_process(proc: subprocess.Popen) -> None:
             proc.wait(timeout=5)
 
 
-def wait_http(proc: subprocess.Popen, url: str, log: Path, timeout: float) -> None:
+def wait_http(
+    proc: subprocess.Popen,
+    url: str,
+    log: Path,
+    timeout: float,
+    needs: tuple[subprocess.Popen, Path] | None = None,
+) -> None:
+    """Waits for `url` to answer 200; fails at once if `proc` (or the process in `needs`) exits."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"{url}: process exited with {proc.returncode}\n{log_tail(log)}")
+        if needs is not None and needs[0].poll() is not None:
+            stop_process(proc)
+            raise RuntimeError(
+                f"{url}: needed process exited with {needs[0].returncode}\n{log_tail(needs[1])}"
+            )
         try:
             if httpx.get(url, timeout=2).status_code == 200:
                 return
@@ -64,7 +76,8 @@ def wait_http(proc: subprocess.Popen, url: str, log: Path, timeout: float) -> No
             pass
         time.sleep(0.2)
     stop_process(proc)
-    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f} s\n{log_tail(log)}")
+    other = f"\nneeded process log:\n{log_tail(needs[1])}" if needs else ""
+    raise RuntimeError(f"{url} did not answer 200 within {timeout:.0f} s\n{log_tail(log)}{other}")
 
 
 class Gateway:
@@ -87,8 +100,10 @@ class Gateway:
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 
-    def wait(self, path: str, timeout: float) -> Gateway:
-        wait_http(self.proc, self.url + path, self.log, timeout)
+    def wait(
+        self, path: str, timeout: float, needs: tuple[subprocess.Popen, Path] | None = None
+    ) -> Gateway:
+        wait_http(self.proc, self.url + path, self.log, timeout, needs)
         return self
 
     def stop(self) -> None:
