@@ -2,6 +2,8 @@
 # infer-scheduler: the engine. PyTorch from PyPI (its Linux wheels bundle the
 # CUDA runtime, so a plain Python base image runs on the GPU when the NVIDIA
 # container toolkit passes one in; without a GPU it runs on the CPU).
+# OMP_WAIT_POLICY=PASSIVE: idle OpenMP threads sleep instead of spinning, so CPU
+# steps stay fast when other containers share the cores.
 #
 # Build from the repository root:
 #   docker build -f docker/scheduler.Dockerfile -t infer-scheduler .
@@ -28,6 +30,7 @@ COPY docker/ping_engine.py /app/ping_engine.py
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     ZMQ_ENDPOINT=tcp://0.0.0.0:5555 \
+    OMP_WAIT_POLICY=PASSIVE \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 USER infer

@@ -13,6 +13,7 @@ import json
 import re
 import shlex
 import tomllib
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -198,6 +199,107 @@ def test_environment_variables_are_read_by_the_process(service):
     for word, rest in final_stage(service):
         if word == "ENV":
             names |= set(re.findall(r"([A-Z_][A-Z0-9_]*)=", rest))
-    runtime = {"PATH", "PYTHONUNBUFFERED", "NVIDIA_VISIBLE_DEVICES", "NVIDIA_DRIVER_CAPABILITIES"}
+    runtime = {
+        "PATH",
+        "PYTHONUNBUFFERED",
+        "NVIDIA_VISIBLE_DEVICES",
+        "NVIDIA_DRIVER_CAPABILITIES",
+        "OMP_WAIT_POLICY",
+    }
     for name in sorted(names - runtime):
         assert f'"{name}"' in source, f"{service}: {name} is not read by {module}"
+
+
+def _dockerfile_env(service: str) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for word, rest in final_stage(service):
+        if word == "ENV":
+            env.update(dict(re.findall(r"([A-Z_][A-Z0-9_]*)=(\S+)", rest)))
+    env.pop("PATH", None)
+    return env
+
+
+def _rewrite(argv: list[str], replacements: dict[str, str]) -> list[str]:
+    out = []
+    for arg in argv:
+        for old, new in replacements.items():
+            arg = arg.replace(old, new)
+        out.append(arg)
+    return out
+
+
+def test_compose_services_run_and_pass_their_health_checks_over_tcp(tmp_path):
+    """Each service's entry point + command, as compose runs them, on this host over tcp.
+
+    Only addresses change: the service name `scheduler` becomes 127.0.0.1 and
+    the ports become free ones.
+    """
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+    from conftest import free_port, script
+
+    engine_port, http_port = free_port(), free_port()
+    server, scheduler = COMPOSE["services"]["server"], COMPOSE["services"]["scheduler"]
+    bound = urlparse(flag_value(scheduler["command"], "--endpoint"))
+    published = int(flag_value(server["command"], "--port"))
+    swap = {
+        f"tcp://0.0.0.0:{bound.port}": f"tcp://127.0.0.1:{engine_port}",
+        f"tcp://scheduler:{bound.port}": f"tcp://127.0.0.1:{engine_port}",
+        f"tcp://127.0.0.1:{bound.port}": f"tcp://127.0.0.1:{engine_port}",
+        f"http://127.0.0.1:{published}/": f"http://127.0.0.1:{http_port}/",
+    }
+    runs = {}
+    for name, spec in (("scheduler", scheduler), ("server", server)):
+        argv = [script(exec_form(name, "ENTRYPOINT")[0]), *(expand(a) for a in spec["command"])]
+        argv = _rewrite(argv, swap)
+        if name == "server":
+            argv = _rewrite(argv, {"0.0.0.0": "127.0.0.1", str(published): str(http_port)})
+        env = {**os.environ, **_dockerfile_env(name)}
+        env.update({k: expand(str(v)) for k, v in spec.get("environment", {}).items()})
+        log = (tmp_path / f"{name}.log").open("wb")
+        runs[name] = subprocess.Popen(
+            argv, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
+        )
+    checks = {
+        name: [sys.executable, str(REPO / "docker" / Path(spec["healthcheck"]["test"][2]).name)]
+        + _rewrite(spec["healthcheck"]["test"][3:], swap)
+        for name, spec in (("scheduler", scheduler), ("server", server))
+    }
+    try:
+        deadline = time.monotonic() + 120
+        healthy: set[str] = set()
+        while time.monotonic() < deadline and len(healthy) < 2:
+            for name, check in checks.items():
+                assert runs[name].poll() is None, (tmp_path / f"{name}.log").read_text()[-2000:]
+                if (
+                    name not in healthy
+                    and subprocess.run(check, capture_output=True).returncode == 0
+                ):
+                    healthy.add(name)
+            time.sleep(0.5)
+        assert healthy == {"scheduler", "server"}
+        reply = httpx.post(
+            f"http://127.0.0.1:{http_port}/v1/chat/completions",
+            json={
+                "model": "smollm2",
+                "messages": [{"role": "user", "content": "Hi"}],
+                "max_tokens": 4,
+            },
+            timeout=60,
+        )
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["choices"][0]["message"]["content"]
+    finally:
+        for proc in runs.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc in runs.values():
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
