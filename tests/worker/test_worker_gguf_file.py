@@ -60,7 +60,7 @@ def encode(array: np.ndarray, qtype: T, rng: np.random.Generator) -> np.ndarray:
         return array.astype(np.float32)
     if qtype == T.F16:
         return array.astype(np.float16)
-    if qtype in K_TYPES:  # gguf-py cannot quantize K-quants: random blocks stand in
+    if qtype in K_TYPES or qtype == T.IQ2_XXS:  # gguf-py cannot quantize these: random blocks
         block, size = GGML_QUANT_SIZES[qtype]
         return rng.integers(
             0, 256, (array.shape[0], array.shape[1] // block * size), dtype=np.uint8

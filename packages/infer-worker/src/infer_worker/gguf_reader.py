@@ -97,7 +97,10 @@ class _Cursor:
 
 def read_gguf(path: Path) -> tuple[dict[str, Any], list[TensorInfo]]:
     """(metadata, tensors) of a GGUF file; GGUFFormatError if malformed."""
-    mapped = np.memmap(path, dtype=np.uint8, mode="r")
+    try:
+        mapped = np.memmap(path, dtype=np.uint8, mode="r")
+    except ValueError as exc:  # e.g. an empty file
+        raise GGUFFormatError(str(exc)) from None
     cur = _Cursor(memoryview(mapped))
     try:
         if bytes(cur.buf[:4]) != b"GGUF":
