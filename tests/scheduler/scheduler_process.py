@@ -25,7 +25,7 @@ class EngineProcess:
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,
-            env={**os.environ, **(env or {})},
+            env={**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **(env or {})},
         )
         self.lines: list[str] = []
         self._ready = threading.Event()

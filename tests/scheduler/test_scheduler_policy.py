@@ -6,8 +6,12 @@ appends one new token to each request that reached its end.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from infer_scheduler.block_pool import BlockPool
 from infer_scheduler.cache_manager import CacheManager
@@ -106,6 +110,17 @@ def test_too_big_alone_finishes_with_length() -> None:
     assert leaked(sched) == 0
 
 
+def test_prompt_bigger_than_the_pool_is_chunked_then_ends() -> None:
+    sched = make(4, block_size=4, budget=64)  # 16 slots, a 30-token prompt
+    req = Request("x", [0] * 30)
+    sched.add(req)
+    batch = sched.schedule()
+    assert batch.items == [(req, 16)]  # the chunk is cut to what the pool holds
+    advance(sched, batch)
+    assert sched.schedule().finished == [req] and req.finish_reason == "length"
+    assert not sched.has_work and leaked(sched) == 0
+
+
 def test_prefix_reuse_and_hit_counting() -> None:
     sched = make(32, block_size=4)
     first = Request("a", list(range(20)))
@@ -142,3 +157,43 @@ def test_options_and_kv_sizing() -> None:
     for bad in ({"max_running": 0}, {"kv_cache_tokens": 0}, {"gpu_memory_utilization": 1.5}):
         with pytest.raises(ValueError):
             EngineOptions(**bad)
+
+
+@settings(max_examples=int(os.environ.get("SCHEDULER_EXAMPLES", "100")), deadline=None)
+@given(
+    lens=st.lists(st.integers(1, 30), min_size=1, max_size=12),
+    outs=st.integers(1, 12),
+    num_blocks=st.integers(4, 40),
+    budget=st.integers(1, 64),
+    max_running=st.integers(1, 6),
+    cache=st.booleans(),
+    alphabet=st.integers(1, 3),
+)
+def test_random_workloads_finish_without_leaks(
+    lens, outs, num_blocks, budget, max_running, cache, alphabet
+) -> None:
+    bs = 4
+    sched = make(num_blocks, bs, cache, max_running=max_running, budget=budget)
+    # a small alphabet makes prompts share prefixes, exercising the cache
+    reqs = [Request(str(i), [(i * j) % alphabet for j in range(n)]) for i, n in enumerate(lens)]
+    for r in reqs:
+        sched.add(r)
+    done: list[Request] = []
+    for _ in range(5000):
+        if not sched.has_work:
+            break
+        batch = sched.schedule()
+        done += batch.finished
+        assert batch.num_tokens <= budget and len(sched.running) <= max_running
+        done += advance(sched, batch, max_out=outs)
+        assert leaked(sched) == 0
+    assert not sched.has_work, "a request got stuck"
+    assert sorted(r.request_id for r in done) == sorted(r.request_id for r in reqs)
+    for r in done:  # those too big for the whole pool end early with "length"
+        assert r.num_output == outs or (
+            r.finish_reason == "length" and r.num_tokens > (num_blocks - 1) * bs
+        )
+    if sched.cache.cache:
+        assert sched.cache.cache.protected_size == 0
+        sched.cache.cache.evict(10**6)
+    assert sched.cache.pool.num_free == num_blocks

@@ -10,7 +10,8 @@ Invariants:
   put back at the head of the waiting queue to be recomputed); no new request
   is admitted in a step that preempted;
 - a request that cannot fit even alone in the whole pool is finished with
-  reason "length" instead of waiting forever.
+  reason "length" instead of waiting forever; an admitted prompt chunk is
+  cut to the blocks obtainable now.
 """
 
 from __future__ import annotations
@@ -90,9 +91,15 @@ class Scheduler:
         while self.waiting and budget > 0 and len(self.running) < self.max_running:
             req = self.waiting[0]
             self.cache.match(req)
-            n = min(req.remaining, budget)
-            if not self.cache.grow(req, req.num_computed + n):
+            n = min(req.remaining, budget, self._room(req))
+            if n <= 0 or not self.cache.grow(req, req.num_computed + n):
                 self.cache.release(req, keep=False)
+                if not self.running:  # the whole pool is free or evictable: it never fits
+                    self.waiting.popleft()
+                    req.status = Status.FINISHED
+                    req.finish_reason = "length"
+                    batch.finished.append(req)
+                    continue
                 break
             self.waiting.popleft()
             self.cache.record_admission(req)
@@ -104,6 +111,11 @@ class Scheduler:
             batch.items.append((req, n))
             budget -= n
         return batch
+
+    def _room(self, req: Request) -> int:
+        """Tokens the request could add now (its blocks' slack plus free and evictable blocks)."""
+        blocks = len(req.block_table) + self.cache.available_blocks
+        return blocks * self.cache.block_size - req.num_computed
 
     def _fit(self, req: Request, n: int, in_batch: set[int], batch: Batch) -> bool:
         """Get blocks for `n` more tokens of a running request, preempting if needed."""
