@@ -167,3 +167,40 @@ def test_cuda_paged_attention_matches_dense(block_size: int, mix: int) -> None:
 @pytest.mark.parametrize(("heads", "kv_heads", "dim"), [(9, 3, 64), (32, 8, 128), (8, 1, 80)])
 def test_cuda_paged_attention_half(dtype: torch.dtype, heads: int, kv_heads: int, dim: int) -> None:
     check("cuda", dtype, 5, 16, MIXES[4], heads=heads, kv_heads=kv_heads, dim=dim, tol=3e-2)
+
+
+INTERPRETER_SCRIPT = """
+import sys, torch
+sys.path.insert(0, {here!r})
+import test_worker_attention as t
+from infer_worker.attention_cpu import write_kv
+from infer_worker.attention_triton import paged_attention_triton
+
+def kernel(q, k, v, key_cache, value_cache, meta, scale):
+    write_kv(key_cache, value_cache, k, v, meta.slot_mapping)
+    return paged_attention_triton(q, key_cache, value_cache, meta, scale)
+
+t.paged_attention = kernel
+for block_size in (1, 16, 32):
+    for mix in range(len(t.MIXES)):
+        t.check("cpu", torch.float32, mix, block_size, t.MIXES[mix], tol=1e-4)
+for heads, kv_heads, dim in [(9, 3, 64), (8, 1, 80), (4, 4, 16)]:
+    t.check("cpu", torch.float32, 5, 16, t.MIXES[4], heads=heads, kv_heads=kv_heads, dim=dim, tol=1e-4)
+print("KERNEL OK")
+"""
+
+
+def test_triton_kernel_in_interpreter_matches_dense() -> None:
+    """The CUDA kernel's logic, run by Triton's CPU interpreter (TRITON_INTERPRET=1)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = INTERPRETER_SCRIPT.format(here=str(Path(__file__).parent))
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    result = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "KERNEL OK" in result.stdout
