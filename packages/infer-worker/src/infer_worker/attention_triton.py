@@ -24,7 +24,7 @@ def _paged_attention_kernel(
     Q,
     K,
     V,
-    O,
+    Out,
     block_tables,
     seq_lens,
     query_start_loc,
@@ -111,8 +111,8 @@ def _paged_attention_kernel(
             m_i = m_new
         acc = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
         tl.store(
-            O + token[:, None] * stride_ot + head[:, None] * stride_oh + d[None, :],
-            acc.to(O.dtype.element_ty),
+            Out + token[:, None] * stride_ot + head[:, None] * stride_oh + d[None, :],
+            acc.to(Out.dtype.element_ty),
             mask=row_ok[:, None] & d_ok[None, :],
         )
 
