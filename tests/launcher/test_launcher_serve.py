@@ -7,10 +7,13 @@ and answering, then the clients, then an engine crash, then SIGTERM.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -199,6 +202,34 @@ def test_container_health_checks_pass_against_the_real_processes(served: Served)
         timeout=30,
     )
     assert down.returncode == 1
+
+
+def _curl_body(text: str) -> dict:
+    """The JSON body of the first `curl ... -d '{...}'` in `text`."""
+    match = re.search(r"curl \S+/v1/chat/completions.*?-d '(\{.*?\})'", text, flags=re.S)
+    assert match, "no curl example with a -d body"
+    return json.loads(match.group(1))
+
+
+def test_readme_and_banner_examples_work(served: Served):
+    _wait_for_banner(served, STARTUP_LIMIT_S)
+    readme = (REPO / "README.md").read_text()
+    for source in (readme, served.stdout()):
+        body = {**_curl_body(source), "max_tokens": 8}
+        reply = httpx.post(f"{served.url}/v1/chat/completions", json=body, timeout=60)
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["choices"][0]["message"]["content"]
+    snippet = re.search(r"```python\n(.*?)```", readme, flags=re.S)
+    assert snippet, "README has no Python example"
+    code = textwrap.dedent(snippet.group(1))
+    code = code.replace("http://127.0.0.1:8000", served.url).replace(
+        "max_tokens=100", "max_tokens=8"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip()
 
 
 def test_engine_killed_is_restarted_while_the_gateway_answers(served: Served):
