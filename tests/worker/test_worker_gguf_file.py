@@ -68,7 +68,13 @@ def encode(array: np.ndarray, qtype: T, rng: np.random.Generator) -> np.ndarray:
     return quantize(array.astype(np.float32), qtype)
 
 
-def write_gguf(path: Path, hf_dir: Path, types: list[T], seed: int = 0) -> dict[str, np.ndarray]:
+def write_gguf(
+    path: Path,
+    hf_dir: Path,
+    types: list[T],
+    seed: int = 0,
+    extra: dict[str, np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
     """Write hf_dir's tiny Llama as a GGUF; 2-D tensors cycle through `types`.
 
     Returns the float32 weights (HF names, unpermuted) the loader must produce.
@@ -126,6 +132,8 @@ def write_gguf(path: Path, hf_dir: Path, types: list[T], seed: int = 0) -> dict[
         elif name.endswith("k_proj.weight"):
             back = permute_back(back, config["num_key_value_heads"])
         expected[name] = back.astype(np.float32)
+    for name, array in (extra or {}).items():
+        writer.add_tensor(name, array)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -207,3 +215,34 @@ def test_k_quants_dequantize_like_gguf(tiny_256: Path, tmp_path: Path) -> None:
         torch.testing.assert_close(
             loaded[name], torch.from_numpy(want), rtol=0, atol=0, equal_nan=True
         )
+
+
+def test_rope_freqs_tensor_gives_llama3_scaling(tmp_path: Path) -> None:
+    """Llama 3 GGUFs carry rope scaling as a rope_freqs tensor of per-frequency divisors."""
+    from test_worker_tiny_llama import PROMPT, hf_logits
+
+    from infer_worker.rope import inv_frequencies
+
+    hf = write_tiny_llama(tmp_path / "hf", seed=4)
+    config = json.loads((hf / "config.json").read_text())
+    scaling = {
+        "rope_type": "llama3",
+        "factor": 8.0,
+        "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 16,
+    }
+    config.update(rope_scaling=scaling, rope_theta=500000.0)
+    (hf / "config.json").write_text(json.dumps(config))
+    plain = inv_frequencies(config["head_dim"], 500000.0, None)
+    scaled = inv_frequencies(config["head_dim"], 500000.0, scaling)
+    factors = (plain / scaled).numpy().astype(np.float32)
+    assert (factors > 1).any()
+    path = tmp_path / "llama3.gguf"
+    write_gguf(path, hf, [T.F32], extra={"rope_freqs.weight": factors})
+    bundle = load_model(str(path))
+    assert bundle.config.rope_scaling["rope_type"] == "freq_factors"
+    runner = PagedRunner(bundle, num_blocks=16, block_size=8)
+    ours = runner.step([PROMPT], [0], runner.tables([len(PROMPT)]))[0]
+    expected = hf_logits(hf, PROMPT)[-1]
+    assert (ours - expected).abs().max().item() < 1e-4

@@ -94,6 +94,14 @@ class GGUFFile:
         scaling = None
         if self._get("rope.scaling.type", "none") == "linear":
             scaling = {"rope_type": "linear", "factor": float(self._get("rope.scaling.factor"))}
+        factors = next((t for t in self.tensors if t.name == "rope_freqs.weight"), None)
+        if factors is not None:
+            values = dequantize(factors.data, factors.qtype).reshape(-1)
+            if values.size != head_dim // 2:
+                raise ModelLoadError(
+                    self.source, f"rope_freqs has {values.size} entries, expected {head_dim // 2}"
+                )
+            scaling = {"rope_type": "freq_factors", "factors": [float(v) for v in values]}
         bos_id = self.meta.get("tokenizer.ggml.bos_token_id")
         eos_id = self.meta.get("tokenizer.ggml.eos_token_id")
         declared = [
@@ -137,10 +145,9 @@ class GGUFFile:
         """(HF name, tensor in dtype) for every tensor in the file."""
         for tensor in self.tensors:
             name = _hf_name(tensor.name)
+            if tensor.name == "rope_freqs.weight":
+                continue  # read into config.rope_scaling
             if name is None:
-                if tensor.name == "rope_freqs.weight":
-                    log.warning("%s: ignoring rope_freqs (llama3 scaling from GGUF)", self.source)
-                    continue
                 raise ModelLoadError(self.source, f"unexpected tensor {tensor.name!r}")
             if tensor.qtype not in SUPPORTED_TYPES:
                 raise ModelLoadError(

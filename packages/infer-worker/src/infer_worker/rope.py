@@ -17,6 +17,8 @@ def inv_frequencies(head_dim: int, theta: float, scaling: dict[str, Any] | None)
         return inv_freq / float(scaling["factor"])
     if rope_type == "llama3":
         return _llama3(inv_freq, scaling)
+    if rope_type == "freq_factors":  # llama.cpp's rope_freqs tensor: theta_i / factor_i
+        return inv_freq / torch.tensor(scaling["factors"], dtype=torch.float32)
     return inv_freq
 
 
