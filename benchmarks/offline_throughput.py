@@ -4,7 +4,8 @@ Runs the same greedy workload (B distinct chat prompts, exactly N new tokens
 each, eos ignored) through `infer_scheduler.LLM` and through Hugging Face
 transformers (the same GGUF file, dequantized to the same dtype, left-padded
 batch `generate`) at each batch size, and prints output tokens per second (the best of
-`--repeat` runs, after a warm-up).
+`--repeat` runs after a warm-up; the two sides alternate run by run so that
+load from other processes hits both alike).
 
     uv run python benchmarks/offline_throughput.py --batch-sizes 1,8,32 --output-len 64
 
@@ -18,6 +19,7 @@ import argparse
 import json
 import platform
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -70,7 +72,8 @@ def chat_prompts(count: int) -> list[str]:
     return out
 
 
-def bench_infer(args: argparse.Namespace, sizes: list[int]) -> dict[int, float]:
+def infer_runner(args: argparse.Namespace, sizes: list[int]) -> Callable[[int], None]:
+    """Load our engine; return run(batch_size) generating exactly output_len tokens each."""
     from infer_scheduler import LLM
 
     llm = LLM(
@@ -82,32 +85,24 @@ def bench_infer(args: argparse.Namespace, sizes: list[int]) -> dict[int, float]:
         max_batch_tokens=args.max_batch_tokens,
         kv_cache_tokens=max(sizes) * (args.output_len + 64) * 2,
     )
-    llm.generate(chat_prompts(2), max_tokens=4, ignore_eos=True)  # warm up
-    results = {}
-    for size in sizes:
-        prompts = chat_prompts(size)
-        elapsed = float("inf")
-        for _ in range(args.repeat):
-            start = time.perf_counter()
-            outs = llm.generate(prompts, max_tokens=args.output_len, ignore_eos=True)
-            elapsed = min(elapsed, time.perf_counter() - start)
-            assert all(len(o.token_ids) == args.output_len for o in outs)
-        results[size] = size * args.output_len / elapsed
-        print(
-            f"infer        batch {size:3d}: {results[size]:8.1f} output tok/s ({elapsed:.1f} s)",
-            flush=True,
-        )
-    return results
+
+    def run(size: int, new: int | None = None) -> None:
+        new = new or args.output_len
+        outs = llm.generate(chat_prompts(size), max_tokens=new, ignore_eos=True)
+        assert all(len(o.token_ids) == new for o in outs)
+
+    return run
 
 
-def bench_transformers(args: argparse.Namespace, sizes: list[int]) -> dict[int, float]:
+def transformers_runner(args: argparse.Namespace) -> Callable[[int], None]:
+    """Load the same GGUF with transformers; return run(batch_size) like infer_runner's."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from infer_worker.loader import default_gguf_path
 
-    path = default_gguf_path() if args.model == "smollm2" else None
-    if path is None:
+    if args.model != "smollm2":
         raise SystemExit("the transformers baseline supports only --model smollm2")
+    path = default_gguf_path()
     dtype = torch.float32 if args.dtype in ("auto", "float32") else getattr(torch, args.dtype)
     device = "cuda" if args.device in ("auto", "cuda") and torch.cuda.is_available() else "cpu"
     tok = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
@@ -117,8 +112,10 @@ def bench_transformers(args: argparse.Namespace, sizes: list[int]) -> dict[int, 
     model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=dtype)
     model = model.to(device).eval()
 
-    def run(prompts: list[str], new: int) -> None:
-        batch = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    def run(size: int, new: int | None = None) -> None:
+        new = new or args.output_len
+        batch = tok(chat_prompts(size), return_tensors="pt", padding=True, add_special_tokens=False)
+        batch = batch.to(device)
         with torch.inference_mode():
             out = model.generate(
                 **batch,
@@ -129,20 +126,31 @@ def bench_transformers(args: argparse.Namespace, sizes: list[int]) -> dict[int, 
             )
         assert out.shape[1] - batch["input_ids"].shape[1] == new
 
-    run(chat_prompts(2), 4)  # warm up
-    results = {}
+    return run
+
+
+def measure(runners: dict[str, Callable], sizes: list[int], args: argparse.Namespace) -> dict:
+    """Best time per (runner, size); runners alternate so machine load hits both alike."""
+    for run in runners.values():
+        run(2, 4)  # warm up
+    best: dict[str, dict[int, float]] = {name: {} for name in runners}
     for size in sizes:
-        elapsed = float("inf")
         for _ in range(args.repeat):
-            start = time.perf_counter()
-            run(chat_prompts(size), args.output_len)
-            elapsed = min(elapsed, time.perf_counter() - start)
-        results[size] = size * args.output_len / elapsed
-        print(
-            f"transformers batch {size:3d}: {results[size]:8.1f} output tok/s ({elapsed:.1f} s)",
-            flush=True,
-        )
-    return results
+            for name, run in runners.items():
+                start = time.perf_counter()
+                run(size)
+                elapsed = time.perf_counter() - start
+                best[name][size] = min(best[name].get(size, float("inf")), elapsed)
+        for name in runners:
+            rate = size * args.output_len / best[name][size]
+            print(
+                f"{name:12s} batch {size:3d}: {rate:8.1f} output tok/s (best {best[name][size]:.1f} s)",
+                flush=True,
+            )
+    return {
+        name: {size: size * args.output_len / t for size, t in times.items()}
+        for name, times in best.items()
+    }
 
 
 def main() -> None:
@@ -167,8 +175,11 @@ def main() -> None:
         f"{torch.get_num_threads()} threads, cuda={torch.cuda.is_available()}",
         flush=True,
     )
-    ours = bench_infer(args, sizes)
-    theirs = {} if args.skip_transformers else bench_transformers(args, sizes)
+    runners = {"infer": infer_runner(args, sizes)}
+    if not args.skip_transformers:
+        runners["transformers"] = transformers_runner(args)
+    results = measure(runners, sizes, args)
+    ours, theirs = results["infer"], results.get("transformers", {})
     print("\n| batch | infer tok/s | transformers tok/s | ratio |\n|---:|---:|---:|---:|")
     for size in sizes:
         base = theirs.get(size)
