@@ -163,3 +163,35 @@ def test_every_forwarded_flag_exists_in_the_child(target, command):
     assert result.returncode == 0, result.stderr
     for flag in serve_options.flags_of(target):
         assert flag in result.stdout, f"{command} has no {flag}"
+
+
+@pytest.mark.parametrize(
+    ("host", "url"),
+    [
+        ("0.0.0.0", "http://127.0.0.1:8000"),
+        ("127.0.0.1", "http://127.0.0.1:8000"),
+        ("::", "http://[::1]:8000"),
+        ("::1", "http://[::1]:8000"),
+        ("localhost", "http://localhost:8000"),
+    ],
+)
+def test_printed_url_is_reachable_from_this_machine(host, url):
+    from infer.network import base_url
+
+    assert base_url(host, 8000) == url
+
+
+def test_exit_descriptions():
+    from infer.serve import banner, describe_exit
+
+    assert describe_exit(1) == "exit code 1"
+    assert describe_exit(-9) == "killed by SIGKILL"
+    text = banner("http://127.0.0.1:8000", "smollm2", "k3y")
+    assert "Authorization: Bearer k3y" in text and '"model": "smollm2"' in text
+
+
+def test_a_bad_host_is_one_line(cli, port):
+    result = cli("infer", "serve", "--host", "no-such-host.invalid", "--port", str(port))
+    assert result.returncode == 1
+    lines = _lines(result.stderr)
+    assert len(lines) == 1 and lines[0].startswith("infer serve: error: cannot resolve host")

@@ -158,8 +158,11 @@ class Launcher:
         self._children = [gateway, engine]
         previous = self._install_signals()
         try:
-            engine.start()
-            gateway.start()
+            for child in (engine, gateway):
+                try:
+                    child.start()
+                except OSError as exc:
+                    return self._fail(f"cannot start the {child.name} ({child.argv[0]}): {exc}")
             self._say(
                 f"loading {self.args.model} (engine pid {engine.pid}); "
                 f"HTTP server on {self.url} (pid {gateway.pid})"
@@ -228,7 +231,10 @@ class Launcher:
                 if child is engine:
                     socket_file.unlink(missing_ok=True)
                     waiting_for_engine = True
-                child.start()
+                try:
+                    child.start()
+                except OSError as exc:
+                    return self._fail(f"cannot restart the {child.name}: {exc}")
                 self._say(f"restarted the {child.name} (pid {child.pid})")
             if waiting_for_engine and is_ready(client, self.url):
                 waiting_for_engine = False
