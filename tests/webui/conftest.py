@@ -22,6 +22,7 @@ from webui_platform import (
     CHROMIUM_ARGS,
     Gateway,
     Watched,
+    start_gateway,
     stop_process,
 )
 
@@ -71,9 +72,11 @@ def gateway(
     workdir: Path, engine: tuple[subprocess.Popen, Path], engine_endpoint: str
 ) -> Iterator[Gateway]:
     """The real gateway in front of the engine, ready (its /ready said 200)."""
-    gw = Gateway(workdir, "gateway", engine_endpoint)
+    gw = start_gateway(
+        workdir, "gateway", engine_endpoint, wait_for="/ready", timeout=180, needs=engine
+    )
     try:
-        yield gw.wait("/ready", 180, needs=engine)
+        yield gw
     finally:
         gw.stop()
 
@@ -81,9 +84,11 @@ def gateway(
 @pytest.fixture(scope="session")
 def keyed_gateway(workdir: Path, engine_endpoint: str, gateway: Gateway) -> Iterator[Gateway]:
     """A second gateway on the same engine that requires API_KEY."""
-    gw = Gateway(workdir, "keyed", engine_endpoint, "--api-key", API_KEY)
+    gw = start_gateway(
+        workdir, "keyed", engine_endpoint, "--api-key", API_KEY, wait_for="/ready", timeout=60
+    )
     try:
-        yield gw.wait("/ready", 60)
+        yield gw
     finally:
         gw.stop()
 
@@ -91,9 +96,11 @@ def keyed_gateway(workdir: Path, engine_endpoint: str, gateway: Gateway) -> Iter
 @pytest.fixture(scope="session")
 def engineless_gateway(workdir: Path) -> Iterator[Gateway]:
     """A gateway whose engine endpoint has no engine behind it (engine down)."""
-    gw = Gateway(workdir, "engineless", f"ipc://{workdir / 'nobody.ipc'}")
+    gw = start_gateway(
+        workdir, "engineless", f"ipc://{workdir / 'nobody.ipc'}", wait_for="/health", timeout=90
+    )
     try:
-        yield gw.wait("/health", 60)
+        yield gw
     finally:
         gw.stop()
 

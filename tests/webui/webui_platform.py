@@ -52,6 +52,10 @@ def stop_process(proc: subprocess.Popen) -> None:
             proc.wait(timeout=5)
 
 
+class ProcessExited(RuntimeError):
+    """The process being waited for ended before it answered."""
+
+
 def wait_http(
     proc: subprocess.Popen,
     url: str,
@@ -63,7 +67,7 @@ def wait_http(
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"{url}: process exited with {proc.returncode}\n{log_tail(log)}")
+            raise ProcessExited(f"{url}: process exited with {proc.returncode}\n{log_tail(log)}")
         if needs is not None and needs[0].poll() is not None:
             stop_process(proc)
             raise RuntimeError(
@@ -81,7 +85,7 @@ def wait_http(
 
 
 class Gateway:
-    """A running `infer-server` child process."""
+    """A running `infer-server` child process (see `start_gateway`)."""
 
     def __init__(self, workdir: Path, name: str, endpoint: str, *flags: str) -> None:
         self.port = free_port()
@@ -108,6 +112,28 @@ class Gateway:
 
     def stop(self) -> None:
         stop_process(self.proc)
+
+
+def start_gateway(
+    workdir: Path,
+    name: str,
+    endpoint: str,
+    *flags: str,
+    wait_for: str,
+    timeout: float,
+    needs: tuple[subprocess.Popen, Path] | None = None,
+) -> Gateway:
+    """Starts a gateway and waits until `wait_for` answers 200. A gateway that
+    exits at once (its free port taken meanwhile by another test run) is
+    started again on another port, up to three times."""
+    for attempt in range(3):
+        gw = Gateway(workdir, f"{name}-{attempt}", endpoint, *flags)
+        try:
+            return gw.wait(wait_for, timeout, needs)
+        except ProcessExited:
+            if attempt == 2:
+                raise
+    raise AssertionError("unreachable")
 
 
 class Watched:

@@ -22,7 +22,10 @@ export function setApiKey(key) {
   }
 }
 
-/** fetch() on this origin with the Authorization header when a key is set. */
+/**
+ * fetch() with the Authorization header when a key is set. Paths are relative
+ * ("v1/models") so the UI also works behind a proxy that adds a path prefix.
+ */
 export function apiFetch(path, init = {}) {
   const headers = new Headers(init.headers || {});
   const key = getApiKey();

@@ -93,7 +93,7 @@ function createChat(doc) {
     clearTimeout(retryTimer);
     let response;
     try {
-      response = await apiFetch("/v1/models", { headers: { Accept: "application/json" } });
+      response = await apiFetch("v1/models", { headers: { Accept: "application/json" } });
     } catch (error) {
       showNotice(`${networkError(error)} Retrying…`);
       scheduleRetry();

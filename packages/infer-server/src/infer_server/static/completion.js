@@ -41,7 +41,7 @@ export async function streamCompletion(request, signal, onText) {
   let failure = null;
   let status = 0;
   try {
-    const response = await apiFetch("/v1/chat/completions", {
+    const response = await apiFetch("v1/chat/completions", {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "text/event-stream" },
       body: JSON.stringify({ ...request, stream: true, stream_options: { include_usage: true } }),

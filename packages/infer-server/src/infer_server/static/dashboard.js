@@ -106,7 +106,7 @@ function createDashboard(doc, intervalMs) {
   async function checkReady() {
     let detail = "";
     try {
-      const response = await fetch("/ready", { headers: { Accept: "application/json" } });
+      const response = await fetch("ready", { headers: { Accept: "application/json" } });
       try {
         const body = await response.json();
         if (body && typeof body.detail === "string") detail = body.detail;
@@ -157,7 +157,7 @@ function createDashboard(doc, intervalMs) {
   async function readMetrics() {
     let response;
     try {
-      response = await apiFetch("/v1/metrics", { headers: { Accept: "application/json" } });
+      response = await apiFetch("v1/metrics", { headers: { Accept: "application/json" } });
     } catch (error) {
       showNotice(networkError(error));
       return;
