@@ -255,8 +255,14 @@ def test_engine_killed_is_restarted_while_the_gateway_answers(served: Served):
     assert 503 in ready_codes
     assert served.engine().pid != engine.pid
     assert served.proc.poll() is None
+    deadline = time.monotonic() + 5
+    while "the engine is ready again" not in served.err.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
     log = served.err.read_text()
     assert "restarted the engine" in log
+    assert log.index("engine ready", log.index("restarted the engine")) < log.index(
+        "the engine is ready again"
+    )
     assert "GET /ready" not in log, "the launcher's own readiness probes should not be echoed"
 
 

@@ -68,6 +68,7 @@ class Child:
         env: dict[str, str] | None = None,
         tail_lines: int = 40,
         hide: Callable[[str], bool] | None = None,
+        marker: str | None = None,
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -75,6 +76,8 @@ class Child:
         self._env = env
         self._tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
         self._hide = hide
+        self._marker = marker
+        self.marker_seen = False  # `marker` appeared in the output since the last start
         self._proc: subprocess.Popen[bytes] | None = None
         self._pump: threading.Thread | None = None
         self.started_at = 0.0
@@ -86,6 +89,7 @@ class Child:
     def start(self) -> None:
         """Start (or restart) the process. Call from the main thread only."""
         self._tail.clear()
+        self.marker_seen = False
         self._proc = subprocess.Popen(
             self.argv,
             stdin=subprocess.DEVNULL,
@@ -108,6 +112,8 @@ class Child:
             if not line:
                 continue
             self._tail.append(line)
+            if self._marker is not None and self._marker in line:
+                self.marker_seen = True
             if self._hide is not None and self._hide(line):
                 continue
             try:

@@ -147,6 +147,7 @@ class Launcher:
             + engine_args(self.args, endpoint),
             self.log,
             engine_env(env),
+            marker="engine ready",
         )
         gateway = Child(
             "gateway",
@@ -236,7 +237,7 @@ class Launcher:
                 except OSError as exc:
                     return self._fail(f"cannot restart the {child.name}: {exc}")
                 self._say(f"restarted the {child.name} (pid {child.pid})")
-            if waiting_for_engine and is_ready(client, self.url):
+            if waiting_for_engine and engine.marker_seen and is_ready(client, self.url):
                 waiting_for_engine = False
                 self._say("the engine is ready again")
         return 0
