@@ -17,7 +17,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 STATIC_DIR = Path(__file__).parent / "static"
-PAGE_PATHS = frozenset({"/", "/dashboard"})
+PAGES = {"/": "index.html", "/dashboard": "dashboard.html"}
 
 PAGE_HEADERS = {
     "Content-Security-Policy": (
@@ -32,28 +32,20 @@ PAGE_HEADERS = {
 
 def is_public_path(path: str) -> bool:
     """True for the UI's pages and assets, which an API-key check must let through."""
-    return path in PAGE_PATHS or path.startswith("/static/")
+    return path in PAGES or path.startswith("/static/")
 
 
-def _page(filename: str) -> Route:
+def _page(url_path: str, filename: str) -> Route:
     """A GET route serving one HTML page of the static directory."""
-    path = STATIC_DIR / filename
+    file = STATIC_DIR / filename
 
     async def endpoint(request: Request) -> FileResponse:
-        return FileResponse(path, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
+        return FileResponse(file, media_type="text/html; charset=utf-8", headers=PAGE_HEADERS)
 
-    return Route(
-        "/" if filename == "index.html" else "/" + filename.removesuffix(".html"),
-        endpoint,
-        methods=["GET"],
-        name=f"webui-{filename.removesuffix('.html')}",
-    )
+    return Route(url_path, endpoint, methods=["GET"], name=f"webui:{filename}")
 
 
 def routes() -> list[BaseRoute]:
     """Routes serving the packaged web UI; mount them after the API routes."""
-    return [
-        _page("index.html"),
-        _page("dashboard.html"),
-        Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
-    ]
+    pages: list[BaseRoute] = [_page(url_path, name) for url_path, name in PAGES.items()]
+    return [*pages, Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static")]
