@@ -87,7 +87,7 @@ def test_chat_accepts_everything_documented():
         ({"logit_bias": {"x": 1}}, "logit_bias"),
         ({"logit_bias": {"1": 500}}, "logit_bias"),
         ({"top_logprobs": 21, "logprobs": True}, "top_logprobs"),
-        ({"top_logprobs": 2}, "top_logprobs"),
+        ({"messages": [{"role": "user", "content": "x", "name": {}}]}, "messages[0].name"),
         ({"stream": "yes"}, "stream"),
         ({"stream_options": 1}, "stream_options"),
         ({"seed": 1.5}, "seed"),
@@ -182,3 +182,10 @@ def test_openapi_document_is_valid_and_complete():
         "/version",
     } <= paths
     assert len(list(schema.get_all_operations())) >= 10
+    exact = openapi_document(["m", "alias"], vocab_size=100, context_length=2048)
+    from_dict(exact)
+    chat = exact["components"]["schemas"]["ChatCompletionRequest"]["properties"]
+    assert chat["model"] == {"type": "string", "enum": ["m", "alias"]}
+    assert chat["max_tokens"]["anyOf"][0]["maximum"] == 2048
+    detok = exact["components"]["schemas"]["DetokenizeRequest"]["properties"]["tokens"]
+    assert detok["items"]["maximum"] == 99

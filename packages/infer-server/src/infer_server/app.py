@@ -42,7 +42,10 @@ def api_routes() -> list[Route]:
 
 
 async def _openapi(request: Request) -> Response:
-    return JSONResponse(openapi_document())
+    model = request.app.state.gateway.model
+    if model is None:
+        return JSONResponse(openapi_document())
+    return JSONResponse(openapi_document(model.names, model.vocab_size, model.context_length))
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:

@@ -28,6 +28,10 @@ _INT = {"type": "integer"}
 _STR = {"type": "string"}
 _BOOL = {"type": "boolean"}
 _NULL = {"type": "null"}
+# Placeholders that openapi_document() specializes for the served model.
+_MODEL = {"type": "string"}
+_TOKEN_ID = {"type": "integer", "minimum": 0}
+_MAX_TOKENS = {"type": "integer", "minimum": 1}
 
 
 def _nullable(schema: dict) -> dict:
@@ -44,7 +48,7 @@ def _obj(props: dict, required: list[str] | None = None, extra: bool = True) -> 
 
 
 _SAMPLING = {
-    "max_tokens": _nullable({"type": "integer", "minimum": 1}),
+    "max_tokens": _nullable(_MAX_TOKENS),
     "temperature": _nullable({"type": "number", "minimum": 0, "maximum": 2}),
     "top_p": _nullable({"type": "number", "minimum": 0, "maximum": 1}),
     "top_k": _nullable({"type": "integer", "minimum": -1}),
@@ -83,7 +87,7 @@ _MESSAGE = _obj(
     },
     ["role", "content"],
 )
-_TOKEN_IDS = {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}}
+_TOKEN_IDS = {"type": "array", "minItems": 1, "items": _TOKEN_ID}
 _TOP = _obj(
     {"token": _STR, "logprob": _NUM, "bytes": {"type": "array", "items": _INT}},
     ["token", "logprob"],
@@ -127,9 +131,9 @@ SCHEMAS: dict[str, dict] = {
     ),
     "ChatCompletionRequest": _obj(
         {
-            "model": _STR,
+            "model": _MODEL,
             "messages": {"type": "array", "minItems": 1, "items": _MESSAGE},
-            "max_completion_tokens": _nullable({"type": "integer", "minimum": 1}),
+            "max_completion_tokens": _nullable(_MAX_TOKENS),
             "logprobs": _nullable(_BOOL),
             "top_logprobs": _nullable({"type": "integer", "minimum": 0, "maximum": 20}),
             "add_generation_prompt": _nullable(_BOOL),
@@ -139,11 +143,11 @@ SCHEMAS: dict[str, dict] = {
     ),
     "CompletionRequest": _obj(
         {
-            "model": _STR,
+            "model": _MODEL,
             "prompt": {
                 "anyOf": [
-                    _STR,
-                    {"type": "array", "minItems": 1, "items": _STR},
+                    {"type": "string", "minLength": 1},
+                    {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
                     _TOKEN_IDS,
                     {"type": "array", "minItems": 1, "items": _TOKEN_IDS},
                 ]
@@ -305,10 +309,10 @@ SCHEMAS: dict[str, dict] = {
     "Version": _obj({"version": _STR, "protocol_version": _INT}, ["version", "protocol_version"]),
     "TokenizeRequest": {
         "anyOf": [
-            _obj({"model": _nullable(_STR), "prompt": _STR}, ["prompt"]),
+            _obj({"model": _nullable(_MODEL), "prompt": _STR}, ["prompt"]),
             _obj(
                 {
-                    "model": _nullable(_STR),
+                    "model": _nullable(_MODEL),
                     "messages": {"type": "array", "minItems": 1, "items": _MESSAGE},
                     "add_generation_prompt": _nullable(_BOOL),
                 },
@@ -322,8 +326,8 @@ SCHEMAS: dict[str, dict] = {
     ),
     "DetokenizeRequest": _obj(
         {
-            "model": _nullable(_STR),
-            "tokens": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+            "model": _nullable(_MODEL),
+            "tokens": {"type": "array", "items": _TOKEN_ID},
         },
         ["tokens"],
     ),
@@ -349,9 +353,41 @@ def _op(summary: str, ok: dict, errors: dict, body: str | None = None) -> dict:
     return op
 
 
-def openapi_document() -> dict:
-    """A fresh copy of the OpenAPI document."""
-    stream = {"text/event-stream": {"schema": _STR}}
+def _specialize(node: Any, subs: dict[int, Any]) -> Any:
+    """A deep copy of node with the placeholder objects in subs replaced."""
+    if id(node) in subs:
+        return subs[id(node)]
+    if isinstance(node, dict):
+        return {k: _specialize(v, subs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_specialize(v, subs) for v in node]
+    return node
+
+
+def openapi_document(
+    model_names: list[str] | None = None, vocab_size: int = 0, context_length: int = 0
+) -> dict:
+    """A fresh OpenAPI document; with a served model, names and limits are exact."""
+    subs: dict[int, Any] = {}
+    if model_names:
+        subs[id(_MODEL)] = {"type": "string", "enum": list(model_names)}
+    if vocab_size:
+        subs[id(_TOKEN_ID)] = {"type": "integer", "minimum": 0, "maximum": vocab_size - 1}
+    if context_length:
+        subs[id(_MAX_TOKENS)] = {"type": "integer", "minimum": 1, "maximum": context_length}
+    return _specialize(_document(), subs)
+
+
+def _document() -> dict:
+    event = _obj(
+        {
+            "data": {"type": "string", "contentMediaType": "application/json"},
+            "event": _STR,
+            "id": _STR,
+        },
+        ["data"],
+    )
+    stream = {"text/event-stream": {"schema": event}}
     chat_ok = {
         "description": "A completion, or an SSE stream when stream is true",
         "content": {**_json(_ref("ChatCompletion"))["content"], **stream},

@@ -24,6 +24,7 @@ class Sampling:
     """Options shared by chat and completions (seed README defaults)."""
 
     max_tokens: int | None = None
+    max_tokens_limits: tuple[int, ...] = ()  # an overridden max_tokens, still checked
     temperature: float = 0.7
     top_p: float = 0.9
     top_k: int = 50
@@ -147,12 +148,13 @@ def _logit_bias(body: dict) -> dict[int, float]:
 def parse_sampling(body: dict, *, chat: bool) -> Sampling:
     """The sampling options; `chat` selects how logprobs is spelled."""
     max_tokens = get_int(body, "max_tokens", None, 1)
+    limits = () if max_tokens is None else (max_tokens,)
     if chat:
         max_tokens = get_int(body, "max_completion_tokens", max_tokens, 1)
         logprobs = get_bool(body, "logprobs", False)
-        top = get_int(body, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS)
-        if top and not logprobs:
-            raise bad_request("'top_logprobs' requires 'logprobs' to be true", "top_logprobs")
+        top = get_int(body, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS) if logprobs else 0
+        if not logprobs:
+            get_int(body, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS)  # still type/range checked
     else:
         top = get_int(body, "logprobs", None, 0, MAX_TOP_LOGPROBS)
         logprobs = top is not None
@@ -163,6 +165,7 @@ def parse_sampling(body: dict, *, chat: bool) -> Sampling:
     include_usage = get_bool(options or {}, "include_usage", False)
     return Sampling(
         max_tokens=max_tokens,
+        max_tokens_limits=limits,
         temperature=get_float(body, "temperature", 0.7, 0.0, 2.0),
         top_p=get_float(body, "top_p", 0.9, 0.0, 1.0),
         top_k=get_int(body, "top_k", 50, -1),
@@ -226,6 +229,8 @@ def parse_messages(body: dict) -> list[dict[str, str]]:
                 f"'messages[{i}].role' must be one of {', '.join(ROLES)}; got {role!r}",
                 f"messages[{i}].role",
             )
+        if "name" in message and not isinstance(message["name"], str):
+            raise bad_request(f"'messages[{i}].name' must be a string", f"messages[{i}].name")
         out.append({"role": role, "content": _content(message, i)})
     return out
 
@@ -240,10 +245,17 @@ def parse_chat(body: Any) -> ChatRequest:
     )
 
 
+def token_id(value: Any) -> int | None:
+    """A non-negative integer (an integral JSON number counts), or None."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
+
+
 def _is_ids(value: Any) -> bool:
-    return isinstance(value, list) and all(
-        isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in value
-    )
+    return isinstance(value, list) and all(token_id(t) is not None for t in value)
 
 
 def parse_prompts(value: Any) -> list[str | list[int]]:
@@ -256,9 +268,9 @@ def parse_prompts(value: Any) -> list[str | list[int]]:
         if all(isinstance(p, str) for p in value):
             return list(value)
         if _is_ids(value):
-            return [list(value)]
+            return [[token_id(t) for t in value]]
         if all(_is_ids(p) and p for p in value):
-            return [list(p) for p in value]
+            return [[token_id(t) for t in p] for p in value]
     raise bad_request(
         "'prompt' must be a string, an array of strings, or (an array of) non-empty token id arrays",
         "prompt",
@@ -299,9 +311,17 @@ def context_error(context: int, prompt: int, completion: int, what: str) -> APIE
     )
 
 
-def resolve_max_tokens(requested: int | None, prompt_len: int, context: int, what: str) -> int:
-    """max_tokens to ask the engine for: the request's, or 512 but never past the context."""
+def resolve_max_tokens(
+    requested: int | None, prompt_len: int, context: int, what: str, also: tuple[int, ...] = ()
+) -> int:
+    """max_tokens to ask the engine for: the request's, or 512 but never past the context.
+
+    `also` holds limits the request gave that another field overrode; each must fit too.
+    """
     room = context - prompt_len
+    for other in also:
+        if other > room:
+            raise context_error(context, prompt_len, other, what)
     if requested is None:
         if room < 1:
             raise context_error(context, prompt_len, 1, what)

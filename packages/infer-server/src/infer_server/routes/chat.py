@@ -27,7 +27,9 @@ async def chat_completions(request: Request) -> Response:
     if not ids:
         raise bad_request("The rendered prompt is empty", "messages")
     s = req.sampling
-    max_tokens = resolve_max_tokens(s.max_tokens, len(ids), model.context_length, "messages")
+    max_tokens = resolve_max_tokens(
+        s.max_tokens, len(ids), model.context_length, "messages", s.max_tokens_limits
+    )
     rid = new_request_id("chatcmpl")
     metrics = RequestMetrics(gw.metrics)
     choices = make_choices(gw, model, rid, [ids], s, [max_tokens], metrics)

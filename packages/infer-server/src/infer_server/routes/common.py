@@ -7,6 +7,7 @@ import uuid
 
 from starlette.requests import Request
 
+from ..errors import bad_request
 from ..generation import Choice, TokenLogprob
 from ..metrics import RequestMetrics
 from ..model import ServedModel
@@ -32,6 +33,12 @@ def make_choices(
     metrics: RequestMetrics,
 ) -> list[Choice]:
     """n choices per prompt; choice index = prompt index * n + j."""
+    too_big = [t for t in sampling.logit_bias if t >= model.vocab_size]
+    if too_big:
+        raise bad_request(
+            f"'logit_bias' token id {too_big[0]} is out of the vocabulary ({model.vocab_size})",
+            "logit_bias",
+        )
     choices = []
     for p, ids in enumerate(prompts):
         for j in range(sampling.n):

@@ -31,7 +31,9 @@ async def completions(request: Request) -> Response:
             )
         prompts.append(ids)
     limits = [
-        resolve_max_tokens(s.max_tokens, len(ids), model.context_length, "prompt")
+        resolve_max_tokens(
+            s.max_tokens, len(ids), model.context_length, "prompt", s.max_tokens_limits
+        )
         for ids in prompts
     ]
     rid = new_request_id("cmpl")

@@ -15,7 +15,7 @@ from ..http import read_json
 from ..metrics import engine_json, system_metrics
 from ..state import Gateway, gateway
 from ..templates import TemplateError
-from ..validation import get_bool, get_str, parse_messages
+from ..validation import get_bool, get_str, parse_messages, token_id
 
 
 async def health(request: Request) -> Response:
@@ -81,10 +81,9 @@ async def detokenize(request: Request) -> Response:
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
     model = _optional_model(gw, body)
-    tokens = body.get("tokens")
-    if not isinstance(tokens, list) or not all(
-        isinstance(t, int) and not isinstance(t, bool) and 0 <= t < model.vocab_size for t in tokens
-    ):
+    raw = body.get("tokens")
+    tokens = [token_id(t) for t in raw] if isinstance(raw, list) else None
+    if tokens is None or not all(t is not None and t < model.vocab_size for t in tokens):
         raise bad_request(
             f"'tokens' must be an array of token ids in [0, {model.vocab_size})", "tokens"
         )
