@@ -232,6 +232,20 @@ def test_readme_and_banner_examples_work(served: Served):
     assert result.stdout.strip()
 
 
+def test_infer_bench_is_dispatched_by_the_infer_command(served: Served, tmp_path: Path):
+    _wait_for_banner(served, STARTUP_LIMIT_S)
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [script("infer"), "bench", "--url", served.url, "--concurrency", "1", "--requests", "2",
+         "--input-len", "16", "--output-len", "4", "--warmup", "0", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert out.is_file() and json.loads(out.read_text())
+
+
 def test_engine_killed_is_restarted_while_the_gateway_answers(served: Served):
     _wait_for_banner(served, STARTUP_LIMIT_S)
     engine = served.engine()
