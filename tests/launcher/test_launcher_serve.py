@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -361,7 +362,7 @@ def test_ctrl_c_during_loading_stops_everything(tmp_path: Path):
 
 
 def test_children_die_with_a_killed_launcher(tmp_path: Path):
-    proc, pids, _ = _start_and_wait_for_children(tmp_path)
+    proc, pids, workdir = _start_and_wait_for_children(tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait(5)
     started = time.monotonic()
@@ -371,4 +372,5 @@ def test_children_die_with_a_killed_launcher(tmp_path: Path):
     for pid in leftover:
         with contextlib.suppress(psutil.NoSuchProcess):
             psutil.Process(pid).kill()
+    shutil.rmtree(workdir, ignore_errors=True)  # nobody was left to remove it
     assert not leftover, "children outlived a SIGKILLed launcher"
