@@ -374,3 +374,37 @@ def test_children_die_with_a_killed_launcher(tmp_path: Path):
             psutil.Process(pid).kill()
     shutil.rmtree(workdir, ignore_errors=True)  # nobody was left to remove it
     assert not leftover, "children outlived a SIGKILLed launcher"
+
+
+def test_options_reach_both_children(tmp_path: Path):
+    """--api-key (gateway), --served-model-name and --max-running (engine) take effect."""
+    port = free_port()
+    out = tmp_path / "stdout.txt"
+    with out.open("wb") as out_file, (tmp_path / "stderr.txt").open("wb") as err_file:
+        proc = subprocess.Popen(
+            [script("infer"), "serve", "--port", str(port), "--api-key", "s3cret",
+             "--served-model-name", "alias", "--max-running", "4", "--kv-cache-tokens", "4096"],
+            stdout=out_file,
+            stderr=err_file,
+            stdin=subprocess.DEVNULL,
+        )  # fmt: skip
+    served = Served(
+        proc, f"http://127.0.0.1:{port}", time.monotonic(), out, tmp_path / "stderr.txt"
+    )
+    try:
+        _wait_for_banner(served, STARTUP_LIMIT_S)
+        assert "Authorization: Bearer s3cret" in served.stdout()
+        engine_cmd = served.engine().cmdline()
+        assert engine_cmd[engine_cmd.index("--max-running") + 1] == "4"
+        body = {"model": "alias", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}
+        with httpx.Client(base_url=served.url, timeout=60) as client:
+            assert client.post("/v1/chat/completions", json=body).status_code == 401
+            assert client.get("/ready").status_code == 200
+            ok = client.post(
+                "/v1/chat/completions", json=body, headers={"Authorization": "Bearer s3cret"}
+            )
+            assert ok.status_code == 200, ok.text
+            assert ok.json()["model"] == "alias"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(STOP_LIMIT_S + 5) == 0
