@@ -107,6 +107,30 @@ def test_chat_streams_replies_and_keeps_the_conversation(
     assert second[2]["content"] == text
     assert second[3]["content"] == "And again?"
     page.screenshot(path=str(artifacts / "chat-desktop.png"), full_page=True)
+
+    # a visit to the dashboard in the same tab keeps the conversation and settings
+    shown = page.locator(".msg").all_inner_texts()
+    page.click("nav >> text=Dashboard")
+    page.wait_for_url("**/dashboard")
+    page.click("nav >> text=Chat")
+    page.wait_for_function(
+        "() => { const s = document.getElementById('model'); return !s.disabled && s.value; }"
+    )
+    assert page.locator(".msg").all_inner_texts() == shown
+    assert page.input_value("#system-prompt") == "You are terse."
+    assert page.input_value("#max-tokens") == "8"
+    assert page.inner_text("#temperature-value") == "0.00"
+    page.fill("#prompt", "Third?")
+    page.press("#prompt", "Enter")
+    page.locator(".msg.assistant").nth(2).locator(".meta[data-finish]").wait_for()
+    assert [m["role"] for m in bodies[-1]["messages"]] == ["system"] + ["user", "assistant"] * 2 + [
+        "user"
+    ]
+    page.click("#clear")
+    assert page.locator(".msg").count() == 0
+    page.reload()
+    page.wait_for_selector("#empty-hint", state="visible")
+    assert page.locator(".msg").count() == 0
     assert desktop.errors == []
     assert desktop.foreign_urls(gateway.url) == []
 

@@ -1,9 +1,12 @@
 // The chat page: model picker, settings, streamed replies with Stop, and
 // per-reply time to first token and tokens per second. The conversation
-// lives in this page only; a failed turn is shown but not sent again.
+// lives in this tab only (see transcript.js); a failed turn is shown but not
+// sent again.
 
 import { apiFetch, getApiKey, keyForm, networkError, responseError } from "./api.js";
 import { formatStats, streamCompletion } from "./completion.js";
+import { messageList } from "./messages.js";
+import { loadTranscript, saveTranscript } from "./transcript.js";
 
 const RETRY_MS = 3000;
 
@@ -26,6 +29,8 @@ function createChat(doc) {
     stop: $("stop"),
   };
   const history = [];
+  const list = messageList(ui.messages, ui.emptyHint);
+  let preferredModel = "";
   let controller = null;
   let retryTimer = null;
   const keys = keyForm($("key-form"), () => loadModels());
@@ -40,41 +45,29 @@ function createChat(doc) {
     ui.notice.textContent = "";
   }
 
-  function nearBottom() {
-    const box = ui.messages;
-    return box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+  function persist() {
+    saveTranscript({
+      entries: list.entries,
+      history,
+      settings: {
+        model: ui.model.value || preferredModel,
+        system: ui.system.value,
+        temperature: ui.temperature.value,
+        maxTokens: ui.maxTokens.value,
+      },
+    });
   }
 
-  function addMessage(role, text) {
-    ui.emptyHint.hidden = true;
-    const stick = nearBottom();
-    const item = doc.createElement("article");
-    item.className = `msg ${role}`;
-    const label = doc.createElement("div");
-    label.className = "role";
-    label.textContent = { user: "You", assistant: "Assistant", error: "Error" }[role] || role;
-    const body = doc.createElement("div");
-    body.className = "text";
-    body.textContent = text;
-    const meta = doc.createElement("div");
-    meta.className = "meta";
-    item.append(label, body, meta);
-    ui.messages.append(item);
-    if (stick) ui.messages.scrollTop = ui.messages.scrollHeight;
-    return {
-      item,
-      setText(value) {
-        const keep = nearBottom();
-        body.textContent = value;
-        if (keep) ui.messages.scrollTop = ui.messages.scrollHeight;
-      },
-      setMeta(value, data = {}) {
-        const keep = nearBottom();
-        meta.textContent = value;
-        for (const [key, val] of Object.entries(data)) meta.dataset[key] = String(val);
-        if (keep) ui.messages.scrollTop = ui.messages.scrollHeight;
-      },
-    };
+  function restore() {
+    const saved = loadTranscript();
+    if (!saved) return;
+    const settings = saved.settings || {};
+    preferredModel = settings.model || "";
+    if (typeof settings.system === "string") ui.system.value = settings.system;
+    if (settings.temperature != null) ui.temperature.value = settings.temperature;
+    if (settings.maxTokens != null) ui.maxTokens.value = settings.maxTokens;
+    history.push(...saved.history);
+    for (const entry of saved.entries) list.add(entry.role, entry.text, entry);
   }
 
   function setBusy(active) {
@@ -139,6 +132,7 @@ function createChat(doc) {
     }
     for (const id of ids) ui.model.append(new Option(id, id));
     if (ids.includes(previous)) ui.model.value = previous;
+    else if (ids.includes(preferredModel)) ui.model.value = preferredModel;
     ui.model.disabled = false;
   }
 
@@ -167,9 +161,9 @@ function createChat(doc) {
     const turn = { role: "user", content: text };
     const messages = settings.system ? [{ role: "system", content: settings.system }] : [];
     messages.push(...history, turn);
-    const userView = addMessage("user", text);
+    const userView = list.add("user", text);
     ui.prompt.value = "";
-    const reply = addMessage("assistant", "");
+    const reply = list.add("assistant", "");
     reply.item.classList.add("streaming");
     const active = new AbortController();
     setBusy(active);
@@ -189,10 +183,11 @@ function createChat(doc) {
 
     const { content, finish, failure, stats } = result;
     if (failure && !content) {
-      reply.item.remove();
-      userView.item.classList.add("failed");
+      reply.remove();
+      userView.fail();
       userView.setMeta("not sent");
-      addMessage("error", failure);
+      list.add("error", failure);
+      persist();
       if (result.status === 401 || result.status === 403) keys.show(null);
       if (!ui.prompt.value) ui.prompt.value = text;
       return;
@@ -210,7 +205,8 @@ function createChat(doc) {
     if (p) {
       reply.item.title = `server: queue ${p.queue_time_ms} ms, prefill ${p.prefill_time_ms} ms, decode ${p.decode_time_ms} ms`;
     }
-    if (failure) addMessage("error", failure);
+    if (failure) list.add("error", failure);
+    persist();
   }
 
   function stop() {
@@ -220,8 +216,8 @@ function createChat(doc) {
   function clear() {
     stop();
     history.length = 0;
-    for (const item of ui.messages.querySelectorAll(".msg")) item.remove();
-    ui.emptyHint.hidden = false;
+    list.clear();
+    persist();
     ui.prompt.focus();
   }
 
@@ -246,7 +242,11 @@ function createChat(doc) {
   ui.temperature.addEventListener("input", () => {
     ui.temperatureValue.textContent = Number(ui.temperature.value).toFixed(2);
   });
+  for (const field of [ui.model, ui.system, ui.temperature, ui.maxTokens]) {
+    field.addEventListener("change", persist);
+  }
   if (window.matchMedia("(max-width: 700px)").matches) ui.settings.open = false;
+  restore();
   ui.temperatureValue.textContent = Number(ui.temperature.value).toFixed(2);
   loadModels();
 }
