@@ -210,3 +210,23 @@ def test_make_generator() -> None:
     a, b = make_generator(5, "cpu"), make_generator(5, "cpu")
     assert torch.rand(3, generator=a).tolist() == torch.rand(3, generator=b).tolist()
     assert make_generator(-1, "cpu") is not None and make_generator(2**64 - 1, "cpu") is not None
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_sampling_is_seeded_and_greedy_exact() -> None:
+    sampler = Sampler(VOCAB, "cuda")
+    logits = logits_batch(4).cuda()
+    params = [
+        SamplingParams(temperature=0.0),
+        SamplingParams(temperature=1.0, top_k=0, top_p=0.9),
+    ] * 2
+
+    def once() -> list[int]:
+        gens = [None, make_generator(3, "cuda"), None, make_generator(4, "cuda")]
+        return sampler.sample(logits, params, gens, [[]] * 4, [[]] * 4).token_ids
+
+    first = once()
+    assert first == once()
+    best = logits.argmax(-1).tolist()
+    assert first[0] == best[0] and first[2] == best[2]

@@ -151,3 +151,27 @@ def test_half_precision_runs_close_to_float32(tiny_dir: Path, dtype: str) -> Non
     reference = hf_logits(tiny_dir, PROMPT)[-1]
     assert torch.isfinite(logits).all()
     assert (logits[0] - reference).abs().max().item() < 0.1 * reference.abs().max().item()
+
+
+def test_measure_command_reports_speed(tiny_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    from infer_worker.measure import main
+
+    main([str(tiny_dir), "--prompt-tokens", "20", "--decode-tokens", "5", "--block-size", "4"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["model"] == "tiny-llama" and report["decode_tokens"] == 5
+    assert report["decode_tokens_per_s"] > 0 and report["load_s"] > 0
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_cuda_model_matches_cpu(tiny_dir: Path, dtype: str) -> None:
+    cpu = our_logits_all(tiny_dir, PROMPT, 6)
+    bundle = load_model(str(tiny_dir), device="cuda", dtype=dtype)
+    runner = PagedRunner(bundle, num_blocks=64, block_size=8)
+    tables = runner.tables([len(PROMPT)])
+    first = runner.step([PROMPT[:30]], [0], tables)
+    assert first.is_cuda and first.dtype == torch.float32
+    logits = runner.step([PROMPT[30:]], [30], tables)[0].cpu()
+    tol = 1e-3 if dtype == "float32" else 0.1 * cpu.abs().max().item()
+    assert (logits - cpu[-1]).abs().max().item() < tol

@@ -37,7 +37,9 @@ def paged_attention_torch(
 ) -> torch.Tensor:
     """Attention output [T, H, D] for query [T, H, D] over the paged cache (already written)."""
     if meta.decode_only:
-        return _decode(query, key_cache, value_cache, meta.block_tables, meta.seq_lens, scale)
+        return _decode(
+            query, key_cache, value_cache, meta.block_tables, meta.seq_lens, meta.max_seq_len, scale
+        )
     out = torch.empty_like(query)
     starts = meta.query_start_loc.tolist()
     lens = meta.seq_lens.tolist()
@@ -52,6 +54,7 @@ def paged_attention_torch(
             value_cache,
             meta.block_tables[seqs],
             meta.seq_lens[seqs],
+            max(lens[s] for s in decodes),
             scale,
         )
     for s in range(meta.num_seqs):
@@ -69,13 +72,13 @@ def _decode(
     value_cache: torch.Tensor,
     block_tables: torch.Tensor,
     seq_lens: torch.Tensor,
+    max_len: int,
     scale: float,
 ) -> torch.Tensor:
-    """One query token per sequence: query [S, H, D] -> [S, H, D]."""
+    """One query token per sequence: query [S, H, D] -> [S, H, D]; max_len = max(seq_lens)."""
     num_seqs, heads, dim = query.shape
     _, block_size, kv_heads, _ = key_cache.shape
     group = heads // kv_heads
-    max_len = int(seq_lens.max())
     num_blocks = -(-max_len // block_size)
     tables = block_tables[:, :num_blocks].long()
     length = num_blocks * block_size

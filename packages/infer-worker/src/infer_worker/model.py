@@ -17,7 +17,7 @@ from .attention import paged_attention
 from .config import ModelConfig
 from .kv_cache import KVCache
 from .metadata import AttentionMetadata
-from .rope import RotaryEmbedding, inv_frequencies
+from .rope import RotaryEmbedding, apply_rotary, inv_frequencies
 
 
 class Linear(nn.Linear):
@@ -60,8 +60,7 @@ class Attention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        positions: torch.Tensor,
-        rotary: RotaryEmbedding,
+        rope: tuple[torch.Tensor, torch.Tensor],
         kv_cache: KVCache,
         meta: AttentionMetadata,
     ) -> torch.Tensor:
@@ -70,7 +69,7 @@ class Attention(nn.Module):
         q = q.view(tokens, self.num_heads, self.head_dim)
         k = k.view(tokens, self.num_kv_heads, self.head_dim)
         v = v.view(tokens, self.num_kv_heads, self.head_dim)
-        q, k = rotary(positions, q, k)
+        q, k = apply_rotary(q, k, *rope)
         key_cache, value_cache = kv_cache.layer(self.layer_index)
         out = paged_attention(q, k, v, key_cache, value_cache, meta, self.scale)
         return self.o_proj(out.reshape(tokens, self.q_size))
@@ -96,8 +95,8 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps)
         self.mlp = MLP(config)
 
-    def forward(self, x, positions, rotary, kv_cache, meta) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), positions, rotary, kv_cache, meta)
+    def forward(self, x, rope, kv_cache, meta) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), rope, kv_cache, meta)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -141,8 +140,9 @@ class LlamaModel(nn.Module):
         meta: AttentionMetadata,
     ) -> torch.Tensor:
         x = self.embed_tokens(input_ids)
+        rope = self.rotary.lookup(positions, meta.max_seq_len, x.dtype)
         for layer in self.layers:
-            x = layer(x, positions, self.rotary, kv_cache, meta)
+            x = layer(x, rope, kv_cache, meta)
         return x
 
     @torch.inference_mode()

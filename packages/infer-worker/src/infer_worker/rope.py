@@ -54,16 +54,22 @@ class RotaryEmbedding(torch.nn.Module):
         self.register_buffer("sin_table", emb.sin(), persistent=False)
         self.max_positions = n
 
-    def forward(
-        self, positions: torch.Tensor, q: torch.Tensor, k: torch.Tensor
+    def lookup(
+        self, positions: torch.Tensor, max_position: int, dtype: torch.dtype
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rotate q [T, H, D] and k [T, KVH, D] by their positions [T]."""
-        top = int(positions.max()) + 1 if positions.numel() else 0
-        if top > self.max_positions:
-            self._build(max(top, 2 * self.max_positions))
-        cos = self.cos_table[positions].to(q.dtype).unsqueeze(1)
-        sin = self.sin_table[positions].to(q.dtype).unsqueeze(1)
-        return _rotate(q, cos, sin), _rotate(k, cos, sin)
+        """(cos, sin) [T, 1, D] in dtype for positions [T], all < max_position (a host int)."""
+        if max_position > self.max_positions:
+            self._build(max(max_position, 2 * self.max_positions))
+        cos = self.cos_table[positions].to(dtype).unsqueeze(1)
+        sin = self.sin_table[positions].to(dtype).unsqueeze(1)
+        return cos, sin
+
+
+def apply_rotary(
+    q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rotate q [T, H, D] and k [T, KVH, D] (rotate-half layout, as transformers)."""
+    return _rotate(q, cos, sin), _rotate(k, cos, sin)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
