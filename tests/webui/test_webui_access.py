@@ -5,11 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from playwright.sync_api import Page, expect
-from webui_platform import Gateway, Watched
+from webui_platform import MODEL_READY, Gateway, Watched
 
 from infer_server.webui import is_public_path
-
-MODEL_READY = "() => { const s = document.getElementById('model'); return !s.disabled && s.value; }"
 
 
 def no_sideways_scroll(page: Page) -> bool:

@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import Page, expect
 from webui_platform import (
+    MODEL_READY,
     Gateway,
     Watched,
     open_raw_stream,
@@ -29,9 +30,7 @@ RECORD_LENGTHS = """() => {
 def open_chat(w: Watched, base: str) -> Page:
     page = w.page
     page.goto(base + "/")
-    page.wait_for_function(
-        "() => { const s = document.getElementById('model'); return !s.disabled && s.value; }"
-    )
+    page.wait_for_function(MODEL_READY)
     return page
 
 
@@ -113,9 +112,7 @@ def test_chat_streams_replies_and_keeps_the_conversation(
     page.click("nav >> text=Dashboard")
     page.wait_for_url("**/dashboard")
     page.click("nav >> text=Chat")
-    page.wait_for_function(
-        "() => { const s = document.getElementById('model'); return !s.disabled && s.value; }"
-    )
+    page.wait_for_function(MODEL_READY)
     assert page.locator(".msg").all_inner_texts() == shown
     assert page.input_value("#system-prompt") == "You are terse."
     assert page.input_value("#max-tokens") == "8"

@@ -27,6 +27,8 @@ CHROMIUM_ARGS = [
 BIN = Path(sys.executable).parent
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "webui"
 API_KEY = "webui-test-key"
+# true once the chat page has listed the models and picked one
+MODEL_READY = "() => { const s = document.getElementById('model'); return !s.disabled && s.value; }"
 
 
 def free_port() -> int:
