@@ -63,7 +63,9 @@ class EngineServer:
         self._ctx = zmq.Context()
         self.socket = self._ctx.socket(zmq.ROUTER)
         self.socket.setsockopt(zmq.LINGER, 1000)
-        self.socket.setsockopt(zmq.ROUTER_MANDATORY, 0)
+        # no high-water mark: a slow gateway must not lose a request's final delta
+        self.socket.setsockopt(zmq.SNDHWM, 0)
+        self.socket.setsockopt(zmq.RCVHWM, 0)
         self._bind()
 
     def _bind(self) -> None:
