@@ -187,3 +187,17 @@ def test_logprobs_and_seeded_sampling(tiny_bundle) -> None:
     for delta in runs[0]:
         assert len(delta.logprobs) == len(delta.token_ids) == 1
         assert len(delta.top_logprobs[0]) == 3 and delta.logprobs[0] <= 0
+
+
+def test_running_prefill_is_shared_with_a_later_request(tiny_bundle) -> None:
+    shared = prompts(1, base_len=128, seed=9)[0]
+    eng = engine(tiny_bundle, block_size=16, max_batch_tokens=64)
+    eng.add_request(gen("a", shared + [1, 2], 4))
+    eng.step()  # a's first 64-token chunk is computed and enters the cache, locked by a
+    assert eng.metrics().cache.protected_size == 64
+    eng.add_request(gen("b", shared + [3, 4, 5], 4))
+    out = run_all(eng)
+    assert out["b"][-1].usage.cached_tokens >= 64
+    assert tokens_of(out["b"]) == alone(tiny_bundle, shared + [3, 4, 5], 4)
+    assert tokens_of(out["a"]) == alone(tiny_bundle, shared + [1, 2], 4)
+    assert eng.metrics().cache.protected_size == 0 and eng.leaked_blocks() == 0
