@@ -158,13 +158,22 @@ def test_presence_and_frequency_penalties_use_output_only() -> None:
 def test_penalty_values_exactly() -> None:
     from infer_worker.penalties import apply_penalties
 
-    logits = torch.ones(1, 8)
-    p = SamplingParams(frequency_penalty=0.5, presence_penalty=0.25, repetition_penalty=1.0)
-    out = apply_penalties(logits, [p], [[6]], [[1, 1, 1, 2]])
+    logits = torch.ones(3, 8)
+    logits[2, 5] = -2.0
+    params = [
+        SamplingParams(frequency_penalty=0.5, presence_penalty=0.25, repetition_penalty=1.0),
+        SamplingParams(),
+        SamplingParams(repetition_penalty=2.0),
+    ]
+    out = apply_penalties(logits, params, [[6], [1], [5]], [[1, 1, 1, 2], [1], [3]])
     expected = torch.ones(8)
     expected[1] = 1 - 1.5 - 0.25
     expected[2] = 1 - 0.5 - 0.25
     assert torch.allclose(out[0], expected)
+    assert torch.equal(out[1], logits[1])  # no penalties asked: untouched
+    assert (
+        out[2, 5] == -4.0 and out[2, 3] == 0.5 and out[2, 0] == 1.0
+    )  # prompt and output both count
 
 
 def test_logit_bias_can_force_and_ban_tokens() -> None:

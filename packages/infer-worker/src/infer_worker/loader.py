@@ -102,7 +102,10 @@ def load_model(
     elif path.exists():
         raise ModelLoadError(str(path), "not a .gguf file or a model directory")
     else:
-        raise ModelLoadError(str(path), "no such file or directory")
+        raise ModelLoadError(
+            str(path),
+            f"no such file or directory (give {DEFAULT_MODEL!r}, a .gguf file or a model directory)",
+        )
     log.info("reading %s (%.2fs)", path, time.perf_counter() - start)
     tokenizer = source.tokenizer()
     config = source.config(tokenizer)

@@ -26,7 +26,7 @@ def apply_penalties(
     prompt_ids: list[list[int]],
     output_ids: list[list[int]],
 ) -> torch.Tensor:
-    """logits [N, V] with each row's penalties applied."""
+    """logits [N, V] with each row's penalties applied (rows without penalties untouched)."""
     rows = [
         i
         for i, p in enumerate(params)
@@ -34,18 +34,21 @@ def apply_penalties(
     ]
     if not rows:
         return logits
-    logits = logits.clone()
+    dev = logits.device
     vocab = logits.shape[1]
-    for i in rows:
-        p = params[i]
-        out_counts = _counts(output_ids[i], vocab, logits.device)
-        row = logits[i]
-        if p.repetition_penalty != 1.0:
-            seen = (out_counts + _counts(prompt_ids[i], vocab, logits.device)) > 0
-            scaled = torch.where(row > 0, row / p.repetition_penalty, row * p.repetition_penalty)
-            row = torch.where(seen, scaled, row)
-        row = row - p.frequency_penalty * out_counts - p.presence_penalty * (out_counts > 0).float()
-        logits[i] = row
+    out_counts = torch.stack([_counts(output_ids[i], vocab, dev) for i in rows])
+    prompt_seen = torch.stack([_counts(prompt_ids[i], vocab, dev) for i in rows]) > 0
+    rep = torch.tensor([params[i].repetition_penalty for i in rows], device=dev)[:, None]
+    freq = torch.tensor([params[i].frequency_penalty for i in rows], device=dev)[:, None]
+    pres = torch.tensor([params[i].presence_penalty for i in rows], device=dev)[:, None]
+    index = torch.tensor(rows, device=dev)
+    sub = logits[index]
+    seen = prompt_seen | (out_counts > 0)
+    scaled = torch.where(sub > 0, sub / rep, sub * rep)
+    sub = torch.where(seen, scaled, sub)
+    sub = sub - freq * out_counts - pres * (out_counts > 0).float()
+    logits = logits.clone()
+    logits[index] = sub
     return logits
 
 
@@ -53,10 +56,19 @@ def apply_logit_bias(logits: torch.Tensor, params: list[SamplingParams]) -> torc
     """logits [N, V] plus each row's logit_bias (ids outside the vocabulary are ignored)."""
     if not any(p.logit_bias for p in params):
         return logits
-    logits = logits.clone()
     vocab = logits.shape[1]
+    rows, cols, values = [], [], []
     for i, p in enumerate(params):
         for token, bias in p.logit_bias.items():
             if 0 <= token < vocab:
-                logits[i, token] += bias
+                rows.append(i)
+                cols.append(token)
+                values.append(bias)
+    logits = logits.clone()
+    if rows:
+        dev = logits.device
+        index = (torch.tensor(rows, device=dev), torch.tensor(cols, device=dev))
+        logits.index_put_(
+            index, torch.tensor(values, device=dev, dtype=logits.dtype), accumulate=True
+        )
     return logits
