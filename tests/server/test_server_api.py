@@ -225,8 +225,14 @@ def test_disconnected_stream_aborts_in_engine(tiny_gateway):
             seen += line.startswith("data:")
             if seen >= 3:
                 break
-        engine = httpx.get(tiny_gateway.url + "/v1/metrics").json()["engine"]
-        assert engine["concurrent_requests"] == 1
+        live = False
+        for _ in range(50):
+            engine = httpx.get(tiny_gateway.url + "/v1/metrics").json()["engine"]
+            live = engine["concurrent_requests"] == 1
+            if live:
+                break
+            time.sleep(0.1)
+        assert live, engine
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         engine = httpx.get(tiny_gateway.url + "/v1/metrics").json()["engine"]
@@ -234,4 +240,17 @@ def test_disconnected_stream_aborts_in_engine(tiny_gateway):
             break
         time.sleep(0.1)
     assert engine["concurrent_requests"] == 0 and engine["queue_size"] == 0
-    assert engine["total_tokens_generated"] < 1500 * 3
+    before = engine["total_tokens_generated"]
+    assert before < 1500 * 3
+
+    # a non-streamed request whose client gives up is aborted too
+    with pytest.raises(httpx.TimeoutException):
+        httpx.post(url, json={**body, "stream": False}, timeout=1.5)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        engine = httpx.get(tiny_gateway.url + "/v1/metrics").json()["engine"]
+        if engine["concurrent_requests"] == 0 and engine["total_tokens_generated"] > before:
+            break
+        time.sleep(0.1)
+    assert engine["concurrent_requests"] == 0 and engine["queue_size"] == 0
+    assert engine["total_tokens_generated"] - before < 1500

@@ -130,6 +130,7 @@ def test_api_key_is_required_except_on_health_and_ready(strict):
     error(httpx.get(strict.url + "/metrics"), 401)
     assert httpx.get(strict.url + "/health").status_code == 200
     assert httpx.get(strict.url + "/ready").status_code == 200
+    assert httpx.get(strict.url + "/").status_code == 200  # the web UI page holds no data
     with pytest.raises(openai.AuthenticationError):
         strict.openai(api_key="wrong").models.list()
     models = strict.openai(api_key=KEY).models.list()

@@ -88,13 +88,19 @@ def test_no_stops_passes_everything():
     st.lists(st.text(alphabet="abcED", min_size=1, max_size=4), min_size=1, max_size=3),
     st.integers(1, 5),
 )
-def test_stop_matcher_equals_cutting_the_whole_text(text, stops, chunk):
+def test_stop_matcher_cuts_right_before_a_stop_and_never_shows_one(text, stops, chunk):
     m = StopMatcher(stops)
     out = feed(m, [text[i : i + chunk] for i in range(0, len(text), chunk)])
+    assert text.startswith(out)
+    assert not any(s in out for s in stops)
+    if m.stopped:
+        assert text[len(out) :].startswith(m.matched)
+    else:
+        assert out == text
+    # whole text at once: the earliest stop wins
+    whole = StopMatcher(stops)
     hits = [text.find(s) for s in stops if s in text]
-    expected = text[: min(hits)] if hits else text
-    assert out == expected
-    assert m.stopped == bool(hits)
+    assert feed(whole, [text]) == (text[: min(hits)] if hits else text)
 
 
 def test_smollm2_template_renders_chatml(smol_template):

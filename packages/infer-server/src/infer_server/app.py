@@ -92,7 +92,11 @@ def create_app(settings: Settings) -> Starlette:
                 allow_headers=["*"],
                 allow_credentials=False,
             ),
-            Middleware(ApiKeyMiddleware, api_key=settings.api_key),
+            Middleware(
+                ApiKeyMiddleware,
+                api_key=settings.api_key,
+                is_public=getattr(webui, "is_public_path", lambda path: False),
+            ),
         ],
         exception_handlers={
             APIError: _api_error,

@@ -6,6 +6,7 @@ import hmac
 import logging
 import time
 import uuid
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -17,17 +18,22 @@ OPEN_PATHS = frozenset({"/health", "/ready"})
 
 
 class ApiKeyMiddleware:
-    """Require `Authorization: Bearer <key>` on every path but /health and /ready."""
+    """Require `Authorization: Bearer <key>` on every path but /health, /ready and
+    the paths `is_public` accepts (the web UI's static pages, which hold no data)."""
 
-    def __init__(self, app: ASGIApp, api_key: str | None) -> None:
+    def __init__(
+        self, app: ASGIApp, api_key: str | None, is_public: Callable[[str], bool] = lambda p: False
+    ) -> None:
         self.app = app
         self._key = api_key.encode() if api_key else None
+        self._is_public = is_public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
             self._key is None
             or scope["type"] != "http"
             or scope["path"] in OPEN_PATHS
+            or self._is_public(scope["path"])
             or scope["method"] == "OPTIONS"
         ):
             await self.app(scope, receive, send)

@@ -13,7 +13,14 @@ from ..state import gateway
 from ..streaming import start_stream
 from ..templates import TemplateError
 from ..validation import parse_chat, resolve_max_tokens
-from .common import chat_logprob, make_choices, new_request_id, now, record_tokens
+from .common import (
+    chat_logprob,
+    make_choices,
+    new_request_id,
+    now,
+    record_tokens,
+    unless_disconnected,
+)
 
 
 async def chat_completions(request: Request) -> Response:
@@ -46,12 +53,16 @@ async def chat_completions(request: Request) -> Response:
         texts = [""] * len(choices)
         reasons: list[str | None] = [None] * len(choices)
         logprobs: list[list] = [[] for _ in choices]
-        async for piece in merge(choices):
-            texts[piece.index] += piece.text
-            if piece.finish_reason:
-                reasons[piece.index] = piece.finish_reason
-            if piece.logprobs:
-                logprobs[piece.index].extend(chat_logprob(model, e) for e in piece.logprobs)
+
+        async def collect() -> None:
+            async for piece in merge(choices):
+                texts[piece.index] += piece.text
+                if piece.finish_reason:
+                    reasons[piece.index] = piece.finish_reason
+                if piece.logprobs:
+                    logprobs[piece.index].extend(chat_logprob(model, e) for e in piece.logprobs)
+
+        await unless_disconnected(request, collect())
         stats = summary()
         return JSONResponse(
             {

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from starlette.requests import Request
 
-from ..errors import bad_request
+from ..errors import APIError, bad_request
 from ..generation import Choice, TokenLogprob
 from ..metrics import RequestMetrics
 from ..model import ServedModel
 from ..state import Gateway
 from ..validation import Sampling
+
+T = TypeVar("T")
 
 
 def new_request_id(prefix: str) -> str:
@@ -95,3 +100,25 @@ class CompletionLogprobs:
             out["text_offset"].append(self.offset)
             self.offset += len(text)
         return out
+
+
+async def unless_disconnected(request: Request, work: Awaitable[T]) -> T:
+    """Await `work`, cancelling it (which aborts its engine requests) if the client leaves."""
+    task = asyncio.ensure_future(work)
+    gone = asyncio.ensure_future(_disconnect(request))
+    try:
+        await asyncio.wait({task, gone}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        gone.cancel()
+        if not task.done():
+            task.cancel()
+    if task.cancelled():
+        raise APIError(499, "The client closed the request", code="client_closed_request")
+    return task.result()
+
+
+async def _disconnect(request: Request) -> None:
+    while True:
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            return

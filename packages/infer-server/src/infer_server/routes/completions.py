@@ -12,7 +12,14 @@ from ..metrics import RequestMetrics
 from ..state import gateway
 from ..streaming import start_stream
 from ..validation import parse_completion, resolve_max_tokens
-from .common import CompletionLogprobs, make_choices, new_request_id, now, record_tokens
+from .common import (
+    CompletionLogprobs,
+    make_choices,
+    new_request_id,
+    now,
+    record_tokens,
+    unless_disconnected,
+)
 
 
 async def completions(request: Request) -> Response:
@@ -57,11 +64,15 @@ async def completions(request: Request) -> Response:
         texts = list(echoes)
         reasons: list[str | None] = [None] * len(choices)
         entries: list[list] = [[] for _ in choices]
-        async for piece in merge(choices):
-            texts[piece.index] += piece.text
-            if piece.finish_reason:
-                reasons[piece.index] = piece.finish_reason
-            entries[piece.index].extend(piece.logprobs or [])
+
+        async def collect() -> None:
+            async for piece in merge(choices):
+                texts[piece.index] += piece.text
+                if piece.finish_reason:
+                    reasons[piece.index] = piece.finish_reason
+                entries[piece.index].extend(piece.logprobs or [])
+
+        await unless_disconnected(request, collect())
         stats = summary()
         return JSONResponse(
             {
