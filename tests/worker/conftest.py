@@ -75,6 +75,29 @@ class PagedRunner:
                 o.append(int(t))
         return outs
 
+    def staggered_greedy(
+        self, prompts: list[list[int]], new_tokens: int, chunk: int = 7
+    ) -> list[list[int]]:
+        """Continuous batching: sequence i joins at step 2*i with prefill chunks of `chunk`
+        tokens while the others decode, so most steps mix prefills and decodes."""
+        tables = self.tables([len(p) + new_tokens for p in prompts])
+        outs: list[list[int]] = [[] for _ in prompts]
+        fed = [0] * len(prompts)
+        step = 0
+        while any(len(o) < new_tokens for o in outs):
+            active = [i for i in range(len(prompts)) if step >= 2 * i and len(outs[i]) < new_tokens]
+            chunks = []
+            for i in active:
+                tokens = prompts[i] + outs[i]
+                chunks.append(tokens[fed[i] : fed[i] + chunk])
+            logits = self.step(chunks, [fed[i] for i in active], [tables[i] for i in active])
+            for row, i in enumerate(active):
+                fed[i] += len(chunks[row])
+                if fed[i] == len(prompts[i]) + len(outs[i]):
+                    outs[i].append(int(logits[row].argmax()))
+            step += 1
+        return outs
+
 
 @pytest.fixture
 def paged_runner():

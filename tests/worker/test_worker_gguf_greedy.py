@@ -68,6 +68,10 @@ def test_greedy_matches_transformers(default_bundle: ModelBundle, reference) -> 
         for p in prompts
     ]
     ours = PagedRunner(default_bundle, num_blocks=128, block_size=16).greedy(prompts, NEW_TOKENS)
+    mixed = PagedRunner(default_bundle, num_blocks=128, block_size=8).staggered_greedy(
+        prompts, NEW_TOKENS
+    )
+    assert mixed == ours  # continuous batching (mixed prefill chunks and decodes) changes nothing
     for prompt, got in zip(prompts, ours, strict=True):
         with torch.no_grad():
             out = hf_model.generate(
