@@ -73,6 +73,12 @@ def test_gguf_unsupported_architecture(tmp_path: Path) -> None:
     expect_error(str(path), "bert.gguf", "unsupported architecture 'bert'")
 
 
+def test_gguf_without_tokenizer_metadata(tmp_path: Path) -> None:
+    path = tmp_path / "notok.gguf"
+    _write_gguf(path, "llama", {"token_embd.weight": (np.zeros((4, 32), np.float32), None)})
+    expect_error(str(path), "notok.gguf", "unsupported GGUF tokenizer model None")
+
+
 def test_gguf_unknown_tensor_type_id(tmp_path: Path) -> None:
     hf = write_tiny_llama(tmp_path / "hf", hidden_size=256, intermediate_size=256, num_layers=1)
     path = tmp_path / "odd.gguf"
@@ -125,6 +131,20 @@ def test_hf_unsupported_rope_scaling(tiny_copy: Path) -> None:
     config["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0}
     (tiny_copy / "config.json").write_text(json.dumps(config))
     expect_error(str(tiny_copy), "config.json", "yarn")
+
+
+def test_hf_rope_scaling_without_factor(tiny_copy: Path) -> None:
+    config = json.loads((tiny_copy / "config.json").read_text())
+    config["rope_scaling"] = {"rope_type": "llama3", "low_freq_factor": 1.0}
+    (tiny_copy / "config.json").write_text(json.dumps(config))
+    expect_error(str(tiny_copy), "config.json", "factor")
+
+
+def test_hf_config_wrong_value_type(tiny_copy: Path) -> None:
+    config = json.loads((tiny_copy / "config.json").read_text())
+    config["num_hidden_layers"] = "many"
+    (tiny_copy / "config.json").write_text(json.dumps(config))
+    expect_error(str(tiny_copy), "config.json", "malformed")
 
 
 def test_hf_missing_tokenizer(tiny_copy: Path) -> None:

@@ -57,9 +57,16 @@ class ModelConfig:
             raise ModelLoadError(
                 source, f"head_dim must be a positive even number, got {self.head_dim}"
             )
-        rope_type = (self.rope_scaling or {}).get("rope_type", "default")
+        scaling = self.rope_scaling or {}
+        rope_type = scaling.get("rope_type", "default")
         if rope_type not in SUPPORTED_ROPE_TYPES:
             raise ModelLoadError(source, f"unsupported rope_scaling type {rope_type!r}")
+        if rope_type in ("linear", "llama3"):
+            factor = scaling.get("factor")
+            if not isinstance(factor, int | float) or factor <= 0:
+                raise ModelLoadError(
+                    source, f"rope_scaling {rope_type!r} needs a positive 'factor', got {factor!r}"
+                )
 
 
 def _rope_from_hf(raw: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:

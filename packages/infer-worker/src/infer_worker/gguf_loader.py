@@ -85,6 +85,13 @@ class GGUFFile:
         return default
 
     def config(self, tokenizer) -> ModelConfig:
+        """Hyper-parameters from the metadata; malformed values raise ModelLoadError."""
+        try:
+            return self._config(tokenizer)
+        except (TypeError, ValueError, IndexError) as exc:
+            raise ModelLoadError(self.source, f"malformed GGUF metadata ({exc})") from None
+
+    def _config(self, tokenizer) -> ModelConfig:
         heads = int(self._get("attention.head_count"))
         hidden = int(self._get("embedding_length"))
         tokens = self.meta.get("tokenizer.ggml.tokens") or []
