@@ -71,6 +71,12 @@ class Proc:
         for line in self.popen.stdout:
             self.lines.append(line)
 
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the process to end and for its output to be read."""
+        code = self.popen.wait(timeout)
+        self._reader.join(5)
+        return code
+
     @property
     def output(self) -> str:
         return "".join(self.lines)

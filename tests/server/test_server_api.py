@@ -6,6 +6,7 @@ import time
 
 import httpx
 import pytest
+from conftest import Gateway
 
 GREEDY = {"temperature": 0, "max_tokens": 12, "extra_body": {"ignore_eos": True}}
 MESSAGES = [
@@ -254,3 +255,40 @@ def test_disconnected_stream_aborts_in_engine(tiny_gateway):
         time.sleep(0.1)
     assert engine["concurrent_requests"] == 0 and engine["queue_size"] == 0
     assert engine["total_tokens_generated"] - before < 1500
+
+
+def test_chat_template_override_and_cors_origins(tiny_engine, run_dir):
+    template = run_dir / "plain.jinja"
+    template.write_text("{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\n{% endfor %}")
+    gw = Gateway(
+        tiny_engine.endpoint,
+        "--chat-template",
+        str(template),
+        "--cors-origins",
+        "http://ok.example",
+    ).wait_ready()
+    try:
+        rendered = "[system] Be brief.\n[user] Say something.\n"
+        by_chat = httpx.post(gw.url + "/tokenize", json={"messages": MESSAGES}).json()
+        by_prompt = httpx.post(gw.url + "/tokenize", json={"prompt": rendered}).json()
+        assert by_chat["tokens"] == by_prompt["tokens"]
+        ok = httpx.options(
+            gw.url + "/v1/models",
+            headers={"Origin": "http://ok.example", "Access-Control-Request-Method": "GET"},
+        )
+        assert ok.headers["access-control-allow-origin"] == "http://ok.example"
+        other = httpx.get(gw.url + "/v1/models", headers={"Origin": "http://evil.example"})
+        assert other.status_code == 200 and "access-control-allow-origin" not in other.headers
+    finally:
+        gw.stop()
+
+
+def test_broken_template_file_is_a_clear_startup_error(tiny_engine, run_dir):
+    bad = run_dir / "bad.jinja"
+    bad.write_text("{% for %}")
+    gw = Gateway(tiny_engine.endpoint, "--chat-template", str(bad))
+    assert gw.wait_exit(30) == 1
+    assert "cannot serve" in gw.output and "chat template" in gw.output
+    missing = Gateway(tiny_engine.endpoint, "--chat-template", str(run_dir / "nope.jinja"))
+    assert missing.wait_exit(30) == 1
+    assert "nope.jinja" in missing.output

@@ -5,6 +5,7 @@ A `ServedModel` is immutable once built; a reconnect builds a new one.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -13,7 +14,9 @@ from tokenizers import Tokenizer
 
 from infer_protocol import ModelInfo
 
-from .templates import ChatTemplate, builtin_for
+from .templates import ChatTemplate, TemplateError, builtin_for
+
+log = logging.getLogger("infer_server")
 
 
 class ServedModel:
@@ -31,8 +34,15 @@ class ServedModel:
         self.context_length = info.context_length
         self.tokenizer = Tokenizer.from_str(info.tokenizer_json)
         vocab = self.tokenizer.get_vocab(with_added_tokens=True)
-        source = template_override or info.chat_template or builtin_for(frozenset(vocab))
-        self.template = ChatTemplate(source)
+        builtin = builtin_for(frozenset(vocab))
+        source = template_override or info.chat_template or builtin
+        try:
+            self.template = ChatTemplate(source)
+        except TemplateError:
+            if template_override:
+                raise
+            log.warning("the model's chat template does not compile; using a built-in one")
+            self.template = ChatTemplate(builtin)
         self.eos_token_ids = list(info.eos_token_ids)
         self.created = int(time.time())
 
