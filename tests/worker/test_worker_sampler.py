@@ -76,6 +76,15 @@ def test_top_p_keeps_the_smallest_set_reaching_p() -> None:
     assert counts[7] > counts[11]
 
 
+def test_top_p_boundary_and_zero() -> None:
+    row = torch.full((VOCAB,), -30.0)
+    row[[7, 11, 13]] = torch.log(torch.tensor([0.5, 0.25, 0.25]))
+    exact = SamplingParams(temperature=1.0, top_k=0, top_p=0.5)
+    assert set(draws(exact, row, 100)) == {7}  # 0.5 already reaches 0.5
+    zero = SamplingParams(temperature=1.0, top_k=0, top_p=0.0)
+    assert set(draws(zero, row, 50)) == {7}  # the best candidate always stays
+
+
 def test_min_p_drops_tokens_below_a_fraction_of_the_best() -> None:
     row = torch.full((VOCAB,), -30.0)
     row[[1, 2, 3]] = torch.log(torch.tensor([0.6, 0.3, 0.1]))

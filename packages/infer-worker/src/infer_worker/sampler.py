@@ -102,12 +102,14 @@ class Sampler:
         positions = torch.arange(k, device=dev)
         values = values.masked_fill(positions[None, :] >= ks[:, None], float("-inf"))
         probs = torch.softmax(values, dim=-1)
-        top_p = torch.tensor([p.top_p for p in params], device=dev, dtype=torch.float32)
-        if bool((top_p < 1.0).any()):
+        if any(p.top_p < 1.0 for p in params):
+            # keep the smallest prefix whose mass reaches top_p (always the best candidate)
+            top_p = torch.tensor([p.top_p for p in params], device=dev, dtype=torch.float32)
             before = torch.cumsum(probs, dim=-1) - probs  # mass of better candidates
-            probs = probs.masked_fill(before > top_p[:, None], 0.0)
-        min_p = torch.tensor([p.min_p for p in params], device=dev, dtype=torch.float32)
-        if bool((min_p > 0.0).any()):
+            drop = (before >= top_p[:, None]) & (positions[None, :] > 0)
+            probs = probs.masked_fill(drop, 0.0)
+        if any(p.min_p > 0.0 for p in params):
+            min_p = torch.tensor([p.min_p for p in params], device=dev, dtype=torch.float32)
             floor = min_p[:, None] * probs[:, :1]
             probs = probs.masked_fill(probs < floor, 0.0)
         cdf = torch.cumsum(probs, dim=-1)
