@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .attention_cpu import paged_attention_torch, write_kv
@@ -22,8 +24,18 @@ def paged_attention(
     Uses the Triton kernel on CUDA and the torch implementation elsewhere.
     """
     write_kv(key_cache, value_cache, key, value, meta.slot_mapping)
-    if query.is_cuda:
+    if query.is_cuda and _triton_available():
         from .attention_triton import paged_attention_triton
 
         return paged_attention_triton(query, key_cache, value_cache, meta, scale)
     return paged_attention_torch(query, key_cache, value_cache, meta, scale)
+
+
+@functools.cache
+def _triton_available() -> bool:
+    """Triton ships with CUDA torch builds; without it CUDA falls back to the torch path."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return True
