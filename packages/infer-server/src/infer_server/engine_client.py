@@ -137,6 +137,7 @@ class EngineClient:
     def abort(self, request_id: str, reason: str = "client") -> None:
         """Best-effort AbortRequest; also forgets the id."""
         self.release(request_id)
+        log.info("aborting %s in the engine (%s)", request_id, reason)
         with contextlib.suppress(EngineUnavailable):
             self.send(AbortRequest(request_id=request_id, reason=reason))
 
