@@ -117,7 +117,7 @@ class GGUFFile:
             self.meta.get("tokenizer.ggml.eom_token_id"),
         ]
         config = ModelConfig(
-            vocab_size=int(self._get("vocab_size", len(tokens))),
+            vocab_size=self._vocab_size(len(tokens)),
             hidden_size=hidden,
             intermediate_size=int(self._get("feed_forward_length")),
             num_layers=int(self._get("block_count")),
@@ -138,6 +138,13 @@ class GGUFFile:
         )
         config.validate(self.source)
         return config
+
+    def _vocab_size(self, tokens: int) -> int:
+        """Rows of the embedding (may exceed the token list when padded), else the metadata."""
+        embed = next((t for t in self.tensors if t.name == "token_embd.weight"), None)
+        if embed is not None and len(embed.shape) == 2:
+            return int(embed.shape[0])
+        return int(self._get("vocab_size", tokens))
 
     def tokenizer(self):
         return tokenizer_from_gguf(self.meta, self.source)
