@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 import httpx
+import jinja2
 import pytest
 
 FRANCE = [{"role": "user", "content": "What is the capital of France?"}]
@@ -30,6 +31,21 @@ def france(smol_gateway) -> str:
     text, reason, _ = chat_text(smol_gateway.openai(), FRANCE, False, max_tokens=12)
     assert reason == "stop" and text == "The capital of France is Paris."
     return text
+
+
+def test_usage_equals_the_tokenizers_counts(smol_gateway, smol_tokenizer, smol_template, france):
+    out = smol_gateway.openai().chat.completions.create(
+        model="smollm2", messages=FRANCE, temperature=0, max_tokens=12
+    )
+    # rendered independently with plain jinja2 (Hugging Face's settings) and the model's tokenizer
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=True)
+    prompt = env.from_string(smol_template).render(messages=FRANCE, add_generation_prompt=True)
+    assert out.usage.prompt_tokens == len(
+        smol_tokenizer.encode(prompt, add_special_tokens=False).ids
+    )
+    # the answer's tokens plus the end-of-turn token that stopped it
+    answer = smol_tokenizer.encode(france, add_special_tokens=False).ids
+    assert out.usage.completion_tokens == len(answer) + 1
 
 
 @pytest.mark.parametrize("stream", [False, True])
