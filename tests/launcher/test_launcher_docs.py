@@ -114,3 +114,23 @@ def test_readme_quick_start_runs_serve_and_the_test_suite():
     assert "from openai import OpenAI" in text
     for page in PAGES:
         assert f"docs/{page}.md" in text
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+@pytest.mark.parametrize("page", [*(p for p in PAGES if p != "benchmarks"), "README"])
+def test_relative_links_and_anchors_resolve(page):
+    path = REPO / "README.md" if page == "README" else DOCS / f"{page}.md"
+    for target in re.findall(r"\]\(([^)\s]+)\)", path.read_text()):
+        if target.startswith(("http://", "https://", "mailto:")):
+            continue
+        file_part, _, anchor = target.partition("#")
+        linked = (path.parent / file_part).resolve() if file_part else path
+        assert linked.exists(), f"{path.name}: broken link {target}"
+        if anchor:
+            headings = re.findall(r"^#+ (.+)$", linked.read_text(), flags=re.M)
+            assert anchor in {_slug(h) for h in headings}, f"{path.name}: no anchor {target}"
