@@ -201,3 +201,41 @@ def test_running_prefill_is_shared_with_a_later_request(tiny_bundle) -> None:
     assert tokens_of(out["b"]) == alone(tiny_bundle, shared + [3, 4, 5], 4)
     assert tokens_of(out["a"]) == alone(tiny_bundle, shared + [1, 2], 4)
     assert eng.metrics().cache.protected_size == 0 and eng.leaked_blocks() == 0
+
+
+def test_random_arrivals_and_aborts_under_pressure(tiny_bundle) -> None:
+    import random
+
+    rng = random.Random(42)
+    eng = engine(
+        tiny_bundle, kv_cache_tokens=256, block_size=16, max_batch_tokens=48, max_running=6
+    )
+    finals: dict[str, list] = {}
+    added, aborted = [], set()
+    for step in range(400):
+        if step < 150 and rng.random() < 0.3:
+            rid = f"r{len(added)}"
+            n = rng.randrange(1, 60)
+            shared = [7] * rng.choice([0, 16, 32])  # some prompts share a prefix
+            eng.add_request(
+                gen(rid, shared + prompts(1, n, seed=len(added))[0], rng.randrange(1, 20))
+            )
+            added.append(rid)
+        if added and rng.random() < 0.1:
+            rid = rng.choice(added)
+            if eng.abort(rid):
+                aborted.add(rid)
+        for delta in eng.step():
+            finals.setdefault(delta.request_id, []).append(delta)
+        assert eng.leaked_blocks() == 0
+        if step >= 150 and not eng.has_work:
+            break
+    assert not eng.has_work, "a request got stuck"
+    assert set(finals) >= set(added) - aborted
+    for rid in added:
+        deltas = finals[rid]
+        assert sum(d.finished for d in deltas) == 1 and deltas[-1].finished
+        # an accepted abort always wins: it is applied before the next step runs
+        assert deltas[-1].finish_reason == ("abort" if rid in aborted else "length"), rid
+    assert len(added) > 30 and 0 < len(aborted) < len(added)
+    assert eng.scheduler.preemptions > 0 and eng.metrics().cache.protected_size == 0
