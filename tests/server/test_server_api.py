@@ -253,6 +253,8 @@ def test_disconnected_stream_aborts_in_engine(tiny_gateway):
         time.sleep(0.1)
     assert engine["concurrent_requests"] == 0 and engine["queue_size"] == 0
     assert engine["total_tokens_generated"] - before < 1500
+    assert "status=499" in tiny_gateway.output  # logged as a client that left, not a failure
+    assert "Traceback" not in tiny_gateway.output
 
 
 def test_chat_template_override_and_cors_origins(tiny_engine, run_dir):
