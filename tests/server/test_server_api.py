@@ -6,7 +6,7 @@ import time
 
 import httpx
 import pytest
-from conftest import Gateway
+from server_procs import Gateway
 
 GREEDY = {"temperature": 0, "max_tokens": 12, "extra_body": {"ignore_eos": True}}
 MESSAGES = [

@@ -7,7 +7,7 @@ import asyncio
 import httpx
 import openai
 import pytest
-from conftest import Engine, Gateway
+from server_procs import Engine, Gateway
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 CHAT = {"model": "tiny", "messages": MESSAGES, "max_tokens": 2}

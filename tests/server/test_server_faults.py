@@ -10,7 +10,7 @@ import time
 import httpx
 import openai
 import pytest
-from conftest import Engine, Gateway
+from server_procs import Engine, Gateway
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
