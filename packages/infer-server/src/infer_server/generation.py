@@ -132,7 +132,7 @@ class Choice:
                     raise engine_unavailable(f"The inference engine is not available: {item}")
                 if isinstance(item, RequestError):
                     finished = True  # the engine already forgot this request
-                    raise self._engine_error(item)
+                    raise from_engine(item.code, item.message)
                 if not isinstance(item, TokenDelta):
                     continue
                 now = time.monotonic()
@@ -166,11 +166,6 @@ class Choice:
                 self.client.release(self.request_id)
             else:
                 self.client.abort(self.request_id, reason="client")
-
-    def _engine_error(self, err: RequestError) -> APIError:
-        if err.code == "context_too_long":
-            return APIError(400, err.message, param="messages", code="context_length_exceeded")
-        return from_engine(err.code, err.message)
 
     def _logprobs(self, delta: TokenDelta) -> list[TokenLogprob] | None:
         if not self.sampling.logprobs:

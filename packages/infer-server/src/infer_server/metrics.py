@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import attrs
 import psutil
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -82,8 +83,6 @@ def engine_json(metrics: EngineMetrics | None) -> tuple[dict, dict]:
 
 
 def _fields(obj: Any) -> list[str]:
-    import attrs
-
     return [f.name for f in attrs.fields(type(obj))]
 
 
