@@ -105,7 +105,9 @@ async def _engine_metrics(gw: Gateway) -> EngineMetrics | None:
 async def v1_metrics(request: Request) -> Response:
     gw = gateway(request)
     engine, cache = engine_json(await _engine_metrics(gw))
-    return JSONResponse({**system_metrics(gw.metrics.gpu), "engine": engine, "cache": cache})
+    body = {**system_metrics(gw.metrics.gpu), "engine": engine, "cache": cache}
+    body["gateway"] = {"pending_requests": gw.client.running}  # requests awaiting the engine
+    return JSONResponse(body)
 
 
 async def prometheus(request: Request) -> Response:
