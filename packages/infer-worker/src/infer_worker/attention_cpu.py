@@ -2,7 +2,8 @@
 
 Decodes (one query token) of all sequences are done together: their pages
 are gathered at once, GQA is folded into one batched matmul, and one masked
-softmax covers the batch. Each prefill chunk (several query tokens, maybe
+softmax covers the batch; on the CPU, once the C++ kernel of
+attention_cpp.py is built, decodes read the pages in place instead. Each prefill chunk (several query tokens, maybe
 after a cached prefix) runs through scaled_dot_product_attention with an
 offset causal mask.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .attention_cpp import decode_kernel
 from .metadata import AttentionMetadata
 
 
@@ -76,6 +78,27 @@ def _decode(
     scale: float,
 ) -> torch.Tensor:
     """One query token per sequence: query [S, H, D] -> [S, H, D]; max_len = max(seq_lens)."""
+    kernel = decode_kernel() if query.device.type == "cpu" else None
+    if (
+        kernel is not None
+        and query.dtype in (torch.float32, torch.bfloat16)
+        and key_cache.dtype == query.dtype
+        and key_cache.is_contiguous()
+    ):
+        return kernel(query.contiguous(), key_cache, value_cache, block_tables, seq_lens, scale)
+    return decode_torch(query, key_cache, value_cache, block_tables, seq_lens, max_len, scale)
+
+
+def decode_torch(
+    query: torch.Tensor,
+    key_cache: torch.Tensor,
+    value_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    seq_lens: torch.Tensor,
+    max_len: int,
+    scale: float,
+) -> torch.Tensor:
+    """_decode in plain torch: pages gathered, GQA folded into one matmul, one masked softmax."""
     num_seqs, heads, dim = query.shape
     _, block_size, kv_heads, _ = key_cache.shape
     group = heads // kv_heads

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
+from .attention_cpp import start_build
 from .config import ModelConfig
 from .errors import ModelLoadError
 from .gguf_loader import GGUFFile
@@ -126,6 +127,8 @@ def load_model(
     except KeyError as exc:
         raise ModelLoadError(str(path), f"weights do not fit the model: {exc.args[0]}") from None
     net.eval()
+    if dev.type == "cpu":
+        start_build()  # the C++ decode kernel, built or loaded in the background
     log.info("weights loaded on %s as %s (%.2fs)", dev, run_dtype, time.perf_counter() - start)
     return ModelBundle(
         model=net,

@@ -15,16 +15,42 @@ from torch import nn
 
 from .attention import paged_attention
 from .config import ModelConfig
+from .int8 import Int8Weight, pack_weight
 from .kv_cache import KVCache
 from .metadata import AttentionMetadata
 from .rope import RotaryEmbedding, apply_rotary, inv_frequencies
 
 
 class Linear(nn.Linear):
-    """nn.Linear without the random init: every weight is overwritten by a loader."""
+    """nn.Linear without the random init (every weight is overwritten by a loader).
+
+    After `use_int8(max_rows)`, inputs of at most max_rows rows go through an
+    int8 copy of the weight (see int8.py); after `use_packed()`, larger inputs
+    use a oneDNN-prepacked copy (same values, faster GEMM); otherwise the weight.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.int8: Int8Weight | None = None
+        self.packed: torch.Tensor | None = None
 
     def reset_parameters(self) -> None:
         pass
+
+    def use_int8(self, max_rows: int) -> None:
+        self.int8 = Int8Weight(self.weight, max_rows)
+
+    def use_packed(self, batch_hint: int) -> None:
+        self.packed = pack_weight(self.weight, batch_hint)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        int8 = self.int8
+        if int8 is not None and int8.applies(x):
+            out = int8.matmul(x)
+            return out if self.bias is None else out + self.bias
+        if self.packed is not None and x.dim() == 2:
+            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+        return F.linear(x, self.weight, self.bias)
 
 
 class RMSNorm(nn.Module):
@@ -121,6 +147,21 @@ class LlamaModel(nn.Module):
             else Linear(config.hidden_size, config.vocab_size, bias=False)
         )
         self.rotary = self._make_rotary()
+        self.logits_int8: Int8Weight | None = None
+
+    def use_int8(self, max_rows: int) -> None:
+        """Give every linear (and the logits projection) an int8 copy used for <= max_rows rows."""
+        for module in self.modules():
+            if isinstance(module, Linear) and module is not self.lm_head:
+                module.use_int8(max_rows)
+        weight = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+        self.logits_int8 = Int8Weight(weight, max_rows)
+
+    def use_packed(self, batch_hint: int = 32) -> None:
+        """Give every layer linear a oneDNN-prepacked weight (CPU bf16/fp32 only)."""
+        for module in self.modules():
+            if isinstance(module, Linear) and module is not self.lm_head:
+                module.use_packed(batch_hint)
 
     def _make_rotary(self) -> RotaryEmbedding:
         config = self.config
@@ -149,6 +190,8 @@ class LlamaModel(nn.Module):
     def compute_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """float32 logits [N, vocab] for hidden rows [N, hidden] returned by forward."""
         x = self.norm(hidden)
+        if self.logits_int8 is not None and self.logits_int8.applies(x):
+            return self.logits_int8.matmul(x).float()
         weight = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
         return F.linear(x, weight).float()
 
