@@ -29,7 +29,18 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"ROUTER endpoint to bind, ipc:// or tcp:// (env ZMQ_ENDPOINT; default {DEFAULT_ENDPOINT})",
     )
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
-    p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="auto: bfloat16 on CUDA and on CPUs with avx512_bf16/AMX, else float32",
+    )
+    p.add_argument(
+        "--int8-max-batch",
+        type=int,
+        default=8,
+        help="CPU bf16: int8 weight-only linears for steps of at most this many tokens (0: off)",
+    )
     p.add_argument(
         "--served-model-name",
         action="append",
@@ -95,9 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # spinning OpenMP threads collapse when cores are shared; must be set before torch loads
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
 
     from infer_worker import ModelLoadError, load_model
+    from infer_worker.cpu_serving import prepare_cpu_serving, serving_dtype
+    from infer_worker.loader import resolve_device
 
     from .engine import Engine
     from .options import EngineOptions
@@ -125,10 +140,14 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     started = time.monotonic()
     try:
-        bundle = load_model(args.model, device=args.device, dtype=args.dtype)
+        dtype = serving_dtype(args.dtype, resolve_device(args.device))
+        bundle = load_model(args.model, device=args.device, dtype=dtype)
     except ModelLoadError as exc:
         log.error("could not load model: %s", exc)
         return 1
+    fast = prepare_cpu_serving(bundle.model, bundle.dtype, max(0, args.int8_max_batch))
+    if fast:
+        log.info("CPU fast paths: %s", ", ".join(fast))
     engine = Engine(bundle, options)
     names = list(dict.fromkeys([bundle.served_name, *args.served_model_name]))
     try:
