@@ -1,0 +1,152 @@
+"""Load faults: a storm of clients that give up, and overload past the queue capacity."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+from rel_engine_probe import EngineProbe
+from rel_procs import Engine, Gateway, metrics, wait_until
+
+
+def chat(i: int, max_tokens: int, stream: bool) -> dict:
+    content = f"request {i}: " + "word " * (i % 17)
+    return {
+        "model": "tiny",
+        "messages": [{"role": "user", "content": content}],
+        "max_tokens": max_tokens,
+        "ignore_eos": True,
+        "stream": stream,
+    }
+
+
+@pytest.fixture
+def storm_pair(tiny, rel_dir):
+    engine = Engine(
+        tiny, f"ipc://{rel_dir}/storm.ipc", "--queue-capacity", "256", "--kv-cache-tokens", "32768"
+    ).wait_ready()
+    gw = Gateway(engine.endpoint).wait_ready()
+    probe = EngineProbe(engine.endpoint)
+    yield engine, gw, probe
+    probe.close()
+    gw.stop()
+    engine.stop()
+
+
+async def give_up_after(
+    client: httpx.AsyncClient, url: str, body: dict, after: float, from_first_chunk: bool
+) -> int:
+    """Stream and drop the connection `after` seconds from the start (or from the first
+    chunk, so the request is surely generating in the engine); return chunks read."""
+    chunks = 0
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + (30.0 if from_first_chunk else after)
+    try:
+        async with asyncio.timeout_at(give_up) as scope:
+            async with client.stream("POST", url, json=body) as r:
+                assert r.status_code == 200, (await r.aread()).decode()
+                async for _ in r.aiter_lines():
+                    chunks += 1
+                    if chunks == 1 and from_first_chunk:
+                        scope.reschedule(loop.time() + after)
+    except TimeoutError:
+        pass
+    return chunks
+
+
+def test_disconnect_storm_leaves_nothing_behind(storm_pair):
+    engine, gw, probe = storm_pair
+    url = gw.url + "/v1/chat/completions"
+
+    async def storm() -> list[int]:
+        limits = httpx.Limits(max_connections=300, max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+            jobs = [
+                give_up_after(client, url, chat(i, 1500, True), 0.5, from_first_chunk=i % 2 == 0)
+                for i in range(200)
+            ]
+            return await asyncio.gather(*jobs)
+
+    chunks = asyncio.run(storm())
+    started = probe.metrics().engine.total_requests
+    assert sum(c > 1 for c in chunks[::2]) == 100, "half the clients stream before giving up"
+    assert started >= 100
+    gave_up = time.monotonic()
+
+    def drained():
+        m = probe.metrics()
+        return m if m.kv.running_requests == 0 and m.kv.waiting_requests == 0 else None
+
+    m = wait_until(drained, 5.0)
+    assert m, f"engine still busy 5 s after the storm: {probe.metrics().kv}"
+    assert time.monotonic() - gave_up < 5.0
+    # every block is free or held only by the prefix cache (unlocked, evictable)
+    assert m.cache.protected_size == 0
+    assert m.kv.used_blocks * m.kv.block_size <= m.cache.total_cached + m.kv.block_size * (
+        m.cache.node_count
+    )
+    assert m.cache.evictable_size == m.cache.total_cached
+    assert metrics(gw)["gateway"]["pending_requests"] == 0
+    r = httpx.post(url, json=chat(1, 5, False), timeout=30)
+    assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 5
+
+
+@pytest.fixture
+def small_queue_pair(tiny, rel_dir):
+    engine = Engine(
+        tiny, f"ipc://{rel_dir}/over.ipc", "--queue-capacity", "50", "--max-running", "8"
+    ).wait_ready()
+    gw = Gateway(engine.endpoint).wait_ready()
+    yield engine, gw
+    gw.stop()
+    engine.stop()
+
+
+async def one(client: httpx.AsyncClient, url: str, i: int) -> tuple[int, float, bool, dict]:
+    """Status, seconds taken, whether the answer was complete, and the error (if any)."""
+    stream = i % 2 == 0
+    start = time.monotonic()
+    if not stream:
+        r = await client.post(url, json=chat(i, 24, False))
+        body = r.json()
+        complete = r.status_code == 200 and body["usage"]["completion_tokens"] == 24
+        return r.status_code, time.monotonic() - start, complete, {**r.headers, **body}
+    async with client.stream("POST", url, json=chat(i, 24, True)) as r:
+        if r.status_code != 200:
+            body = (await r.aread()).decode()
+            return r.status_code, time.monotonic() - start, False, {**r.headers, "body": body}
+        lines = [line async for line in r.aiter_lines() if line.startswith("data: ")]
+    complete = lines[-1] == "data: [DONE]" and '"finish_reason":"length"' in lines[-2]
+    return 200, time.monotonic() - start, complete, {}
+
+
+def test_overload_gives_answers_or_quick_503s_and_the_counts_add_up(small_queue_pair):
+    engine, gw = small_queue_pair
+    url = gw.url + "/v1/chat/completions"
+    before = metrics(gw)["engine"]
+
+    async def flood():
+        limits = httpx.Limits(max_connections=400, max_keepalive_connections=0)
+        async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+            return await asyncio.gather(*[one(client, url, i) for i in range(300)])
+
+    results = asyncio.run(flood())
+    statuses = [s for s, *_ in results]
+    assert set(statuses) <= {200, 503}, sorted(set(statuses))
+    ok = [r for r in results if r[0] == 200]
+    refused = [r for r in results if r[0] == 503]
+    assert all(complete for _, _, complete, _ in ok)
+    assert refused, "300 requests against 8 running + 50 waiting were all served?"
+    print(
+        f"served {len(ok)}, refused {len(refused)}, slowest refusal {max(r[1] for r in refused):.2f}s"
+    )
+    for _, took, _, extra in refused:
+        assert extra.get("retry-after"), extra
+        assert took < 1.0 + 2.0, f"a refusal took {took:.2f}s"  # 1 s, plus a busy 2-core box
+    after = metrics(gw)["engine"]
+    assert after["total_requests"] - before["total_requests"] == 300
+    assert after["completed_requests"] - before["completed_requests"] == len(ok)
+    assert after["failed_requests"] - before["failed_requests"] == len(refused)
+    assert metrics(gw)["gateway"]["pending_requests"] == 0
