@@ -34,9 +34,13 @@ from infer_protocol import (
 )
 
 from .engine import Engine, EngineError
+from .frame_guard import BadFrameLimiter
 
 log = logging.getLogger("infer_scheduler")
 MAX_MESSAGES_PER_PASS = 256
+# a frame past this is refused by libzmq (the sender is disconnected) before it is buffered
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+RCV_HWM = 10_000
 
 
 def ipc_path(endpoint: str) -> str | None:
@@ -65,7 +69,10 @@ class EngineServer:
         self.socket.setsockopt(zmq.LINGER, 1000)
         # no high-water mark: a slow gateway must not lose a request's final delta
         self.socket.setsockopt(zmq.SNDHWM, 0)
-        self.socket.setsockopt(zmq.RCVHWM, 0)
+        # incoming: a bounded queue per peer pushes back on a flooding sender (nothing is dropped)
+        self.socket.setsockopt(zmq.RCVHWM, RCV_HWM)
+        self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
+        self._bad_frames = BadFrameLimiter()
         self._bind()
 
     def _bind(self) -> None:
@@ -135,14 +142,22 @@ class EngineServer:
         try:
             msg = decode(payload)
         except ProtocolError as exc:
-            log.warning("bad frame from %r: %s", envelope[0], exc)
-            self._send(envelope, RequestError("", "bad_frame", str(exc)))
+            self._bad_frame(envelope, str(exc))
             return
         try:
             self._dispatch(envelope, msg)
         except Exception as exc:  # a bug answering one message must not end the loop
             log.exception("failed to handle %s", type(msg).__name__)
             self._send(envelope, RequestError(getattr(msg, "request_id", ""), "internal", str(exc)))
+
+    def _bad_frame(self, envelope: list[bytes], text: str) -> None:
+        """Log and answer a bad frame, unless a flood of them is being rate limited."""
+        if not self._bad_frames.admit():
+            return
+        dropped = self._bad_frames.take_suppressed()
+        more = f" ({dropped} more bad frames dropped unanswered)" if dropped else ""
+        log.warning("bad frame from %r: %s%s", envelope[0], text, more)
+        self._send(envelope, RequestError("", "bad_frame", text))
 
     def _dispatch(self, envelope: list[bytes], msg: Message) -> None:
         if isinstance(msg, GenerateRequest):
@@ -162,8 +177,7 @@ class EngineServer:
         elif isinstance(msg, MetricsQuery):
             self._send(envelope, self.engine.metrics(msg.request_id))
         else:
-            text = f"{type(msg).__name__} is not a request the engine accepts"
-            self._send(envelope, RequestError("", "bad_frame", text))
+            self._bad_frame(envelope, f"{type(msg).__name__} is not a request the engine accepts")
 
     def _reply_to(self, request_id: str, msg: Message) -> None:
         envelope = self._owners.get(request_id)
