@@ -38,6 +38,7 @@ class Passthrough:
 PASSTHROUGH: tuple[Passthrough, ...] = (
     Passthrough("device", "--device", (ENGINE,)),
     Passthrough("dtype", "--dtype", (ENGINE,)),
+    Passthrough("int8_max_batch", "--int8-max-batch", (ENGINE,)),
     Passthrough("kv_cache_tokens", "--kv-cache-tokens", (ENGINE,)),
     Passthrough("gpu_memory_utilization", "--gpu-memory-utilization", (ENGINE,)),
     Passthrough("block_size", "--block-size", (ENGINE,)),
@@ -79,6 +80,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
     return value
 
 
@@ -149,7 +161,14 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
         "--dtype",
         choices=("auto", "float32", "bfloat16", "float16"),
         default=None,
-        help="weights and KV cache dtype (auto: float32 on CPU, bfloat16 on CUDA)",
+        help="weights and KV cache dtype (auto: bfloat16 on CUDA and on CPUs with "
+        "avx512_bf16/AMX, else float32)",
+    )
+    engine.add_argument(
+        "--int8-max-batch",
+        type=non_negative_int,
+        default=None,
+        help="CPU bfloat16: int8 weight-only linears for steps of at most this many tokens (0: off)",
     )
     engine.add_argument(
         "--kv-cache-tokens", type=positive_int, default=None, help="KV cache capacity in tokens"
