@@ -162,13 +162,18 @@ class Child:
         self.wait(5.0)
 
 
-def stop_all(children: Sequence[Child], grace: float) -> None:
-    """SIGTERM every child, wait up to `grace` seconds in total, then SIGKILL the rest."""
-    for child in children:
-        child.signal(signal.SIGTERM)
+def stop_in_order(children: Sequence[Child], grace: float, min_share: float = 1.5) -> None:
+    """Stop children one after the other, all within `grace` seconds.
+
+    Each gets SIGTERM and may finish its work (a gateway drains in-flight
+    requests while the engine behind it still runs); each later child is
+    left at least `min_share` seconds. Whatever still runs at its deadline
+    is killed.
+    """
     deadline = time.monotonic() + grace
-    for child in children:
-        child.wait(deadline - time.monotonic())
-    for child in children:
+    for position, child in enumerate(children):
+        reserve = min_share * (len(children) - position - 1)
+        child.signal(signal.SIGTERM)
+        child.wait(deadline - reserve - time.monotonic())
         if child.running():
             child.kill()

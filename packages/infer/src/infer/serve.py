@@ -25,11 +25,11 @@ from typing import TextIO
 
 import httpx
 
-from .children import Child, console_command, stop_all
+from .children import Child, console_command, stop_in_order
 from .network import base_url, first_model, is_ready, port_problem
 from .serve_options import DEFAULT_MODEL, engine_args, gateway_args
 
-STOP_GRACE_S = 7.0
+STOP_GRACE_S = 8.0  # the gateway drains first, then the engine stops
 QUICK_EXIT_S = 30.0
 MAX_QUICK_RESTARTS = 5
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -179,7 +179,7 @@ class Launcher:
                 self.out.flush()
                 return self._supervise(client, engine, gateway, workdir / "engine.ipc")
         finally:
-            stop_all(self._children, STOP_GRACE_S)
+            stop_in_order(self._children, STOP_GRACE_S)
             shutil.rmtree(workdir, ignore_errors=True)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)  # type: ignore[arg-type]
