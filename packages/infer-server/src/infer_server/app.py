@@ -19,6 +19,7 @@ from .config import Settings
 from .errors import APIError
 from .middleware import AccessLogMiddleware, ApiKeyMiddleware
 from .openapi import openapi_document
+from .ratelimit import RateLimitMiddleware
 from .routes import chat, completions, misc
 from .state import Gateway
 
@@ -95,6 +96,12 @@ def create_app(settings: Settings) -> Starlette:
             Middleware(
                 ApiKeyMiddleware,
                 api_key=settings.api_key,
+                is_public=getattr(webui, "is_public_path", lambda path: False),
+            ),
+            Middleware(
+                RateLimitMiddleware,
+                per_minute=settings.rate_limit,
+                by_api_key=settings.api_key is not None,
                 is_public=getattr(webui, "is_public_path", lambda path: False),
             ),
         ],

@@ -34,7 +34,7 @@ async def run(settings: Settings) -> None:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.loglevel = settings.log_level.upper() if settings.log_level != "trace" else "DEBUG"
-    config.graceful_timeout = 5.0
+    config.graceful_timeout = settings.shutdown_timeout  # in-flight requests may finish
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -31,6 +31,8 @@ class Settings:
     chat_template_file: str | None = None
     ping_interval: float = 0.5
     engine_dead_after: float = 3.0
+    shutdown_timeout: float = 30.0
+    rate_limit: int | None = None
 
 
 def _positive_float(text: str) -> float:
@@ -107,6 +109,18 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         help="seconds without a heartbeat before the engine counts as down (ENGINE_PING_TIMEOUT)",
     )
     p.add_argument(
+        "--shutdown-timeout",
+        type=_positive_float,
+        default=env.get("SHUTDOWN_TIMEOUT", "30"),
+        help="on SIGTERM, seconds to let in-flight requests finish (SHUTDOWN_TIMEOUT)",
+    )
+    p.add_argument(
+        "--rate-limit",
+        type=_positive_int,
+        default=env.get("RATE_LIMIT") or None,
+        help="requests per minute per API key, or per client address without keys (RATE_LIMIT)",
+    )
+    p.add_argument(
         "--chat-template", default=None, help="Jinja chat template file overriding the model's"
     )
     return p
@@ -138,4 +152,6 @@ def parse_settings(
         chat_template_file=args.chat_template,
         engine_dead_after=float(args.engine_ping_timeout),
         ping_interval=min(0.5, float(args.engine_ping_timeout) / 3),
+        shutdown_timeout=float(args.shutdown_timeout),
+        rate_limit=int(args.rate_limit) if args.rate_limit else None,
     )
