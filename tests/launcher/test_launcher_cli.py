@@ -143,7 +143,8 @@ def test_options_map_to_the_child_flags():
     ]  # fmt: skip
     assert gateway == [
         "--host", "127.0.0.1", "--port", "9001", "--engine-endpoint", "ipc:///t/e.ipc",
-        "--api-key", "k", "--cors-origins", "http://x", "http://y", "--log-level", "debug",
+        "--api-key", "k", "--cors-origins", "http://x", "http://y", "--shutdown-timeout", "5.0",
+        "--log-level", "debug",
     ]  # fmt: skip
 
 

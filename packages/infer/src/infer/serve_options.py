@@ -19,6 +19,7 @@ GATEWAY = "gateway"
 DEFAULT_MODEL = "smollm2"
 DEFAULT_PORT = 8000
 DEFAULT_HOST = "127.0.0.1"
+SHUTDOWN_TIMEOUT_S = 5.0  # below the launcher's stop grace, so draining fits in it
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,8 @@ PASSTHROUGH: tuple[Passthrough, ...] = (
     Passthrough("chat_template", "--chat-template", (GATEWAY,)),
     Passthrough("cors_origins", "--cors-origins", (GATEWAY,), "list"),
     Passthrough("max_body_bytes", "--max-body-bytes", (GATEWAY,)),
+    Passthrough("rate_limit", "--rate-limit", (GATEWAY,)),
+    Passthrough("shutdown_timeout", "--shutdown-timeout", (GATEWAY,)),
     Passthrough("log_level", "--log-level", (ENGINE, GATEWAY)),
 )
 
@@ -216,6 +219,20 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
         type=positive_float,
         default=None,
         help="seconds without engine progress before 504",
+    )
+    gateway.add_argument(
+        "--rate-limit",
+        type=positive_int,
+        default=None,
+        metavar="PER_MINUTE",
+        help="requests per minute per API key (or per client address without a key)",
+    )
+    gateway.add_argument(
+        "--shutdown-timeout",
+        type=positive_float,
+        default=SHUTDOWN_TIMEOUT_S,
+        help=f"seconds in-flight requests may take to finish on Ctrl-C/SIGTERM (default "
+        f"{SHUTDOWN_TIMEOUT_S:g}; the launcher stops everything within 8 s)",
     )
     gateway.add_argument(
         "--engine-ping-timeout",
