@@ -14,6 +14,7 @@ from .errors import APIError, bad_request
 
 ROLES = ("system", "user", "assistant", "tool", "developer")
 MAX_N = 8
+MAX_CHOICES = 32  # prompts x n in one request: one request must not fill the engine's queue
 MAX_TOP_LOGPROBS = 20
 MAX_STOPS = 16
 _MISSING = object()
@@ -285,9 +286,16 @@ def parse_completion(body: Any) -> CompletionRequest:
     best_of = get_int(body, "best_of", None, 1, MAX_N)
     if best_of is not None and best_of != sampling.n:
         raise bad_request("'best_of' must equal 'n' (best-of sampling is not supported)", "best_of")
+    prompts = parse_prompts(body.get("prompt"))
+    if len(prompts) * sampling.n > MAX_CHOICES:
+        raise bad_request(
+            f"{len(prompts)} prompts x n={sampling.n} asks for {len(prompts) * sampling.n} "
+            f"completions; at most {MAX_CHOICES} per request",
+            "prompt",
+        )
     return CompletionRequest(
         model=get_str(body, "model"),
-        prompts=parse_prompts(body.get("prompt")),
+        prompts=prompts,
         echo=get_bool(body, "echo", False),
         sampling=sampling,
     )
