@@ -3,8 +3,9 @@
 It reads K/V pages in place through the block tables (no gather, no
 padding): one work item per (sequence, kv head) covers the kv head's whole
 group of query heads, scores and softmax in float32, threads from torch's
-own pool (at::parallel_for). Built once per machine into torch's extension
-cache (~/.cache/torch_extensions, or TORCH_EXTENSIONS_DIR); the first build
+own pool (at::parallel_for). Built once per machine into
+~/.cache/torch_extensions/infer_paged_decode (or under TORCH_EXTENSIONS_DIR),
+keyed by source, flags, torch version and CPU flags; the first build
 takes tens of seconds, so `start_build()` runs it in a background thread and
 `decode_kernel()` returns None until it is ready (callers then use the torch
 path). Any build failure (no compiler) leaves the torch path in use for good.
@@ -12,9 +13,18 @@ path). Any build failure (no compiler) leaves the torch path in use for good.
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import logging
+import os
+import platform
+import shutil
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
+
+import torch
 
 log = logging.getLogger("infer_worker")
 
@@ -113,26 +123,68 @@ torch::Tensor paged_decode(torch::Tensor q, torch::Tensor kc, torch::Tensor vc,
 }
 """
 
+_NAME = "infer_paged_decode"
+_CFLAGS = ("-O3", "-march=native", "-fopenmp")
 _lock = threading.Lock()
 _state: dict[str, Any] = {"module": None, "thread": None, "failed": False}
 
 
-def _build() -> None:
+def _cache_path() -> Path:
+    """Where the built library is kept: keyed by source, flags, torch version and CPU."""
+    root = os.environ.get("TORCH_EXTENSIONS_DIR") or str(
+        Path.home() / ".cache" / "torch_extensions"
+    )
+    # -march=native: a library built on another CPU could crash here, so the CPU is in the key
+    cpu = platform.machine() + _cpu_flags()
+    key = hashlib.sha256(f"{_SOURCE}{_CFLAGS}{torch.__version__}{cpu}".encode()).hexdigest()[:16]
+    return Path(root) / "infer_paged_decode" / f"{_NAME}-{key}.so"
+
+
+def _cpu_flags() -> str:
     try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line for line in lines if line.startswith("flags")), "")
+
+
+def _import(path: Path) -> Any:
+    spec = importlib.util.spec_from_file_location(_NAME, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _build() -> None:
+    """Load the cached library, or build it in a private directory and publish it atomically.
+
+    Builders never share a directory (no lock file a killed process could leave behind);
+    a concurrent builder simply builds too, and the last os.replace wins.
+    """
+    try:
+        target = _cache_path()
+        if target.exists():
+            _state["module"] = _import(target)
+            return
         from torch.utils.cpp_extension import load_inline
 
-        module = load_inline(
-            name="infer_paged_decode_v1",
-            cpp_sources=[_SOURCE],
-            functions=["paged_decode"],
-            extra_cflags=["-O3", "-march=native", "-fopenmp"],
-            verbose=False,
-        )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+            module = load_inline(
+                name=_NAME,
+                cpp_sources=[_SOURCE],
+                functions=["paged_decode"],
+                extra_cflags=list(_CFLAGS),
+                build_directory=tmp,
+                verbose=False,
+            )
+            partial = target.with_suffix(f".{os.getpid()}.part")
+            shutil.copyfile(Path(tmp) / f"{_NAME}.so", partial)
+            os.replace(partial, target)
+        _state["module"] = module
     except Exception as exc:  # no compiler, or headers missing: the torch path stays
         log.warning("C++ paged decode kernel unavailable, using the torch path: %s", exc)
         _state["failed"] = True
-        return
-    _state["module"] = module
 
 
 def start_build(wait: bool = False) -> None:
