@@ -161,6 +161,25 @@ class Child:
         self.signal(signal.SIGKILL)
         self.wait(5.0)
 
+    def kill_leftovers(self) -> int:
+        """SIGKILL what the exited child left running in its session (e.g. compilers).
+
+        The child leads its own session, so its descendants keep its session
+        id even after they are orphaned. Linux only (reads /proc); returns
+        how many processes were killed.
+        """
+        if self._proc is None or self.running() or not os.path.isdir("/proc"):
+            return 0
+        session, killed = self._proc.pid, 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            with contextlib.suppress(OSError):
+                if os.getsid(int(entry)) == session:
+                    os.kill(int(entry), signal.SIGKILL)
+                    killed += 1
+        return killed
+
 
 def stop_in_order(children: Sequence[Child], grace: float, min_share: float = 1.5) -> None:
     """Stop children one after the other, all within `grace` seconds.
@@ -177,3 +196,4 @@ def stop_in_order(children: Sequence[Child], grace: float, min_share: float = 1.
         child.wait(deadline - reserve - time.monotonic())
         if child.running():
             child.kill()
+        child.kill_leftovers()

@@ -215,6 +215,7 @@ class Launcher:
                 code = child.poll()
                 if code is None:
                     continue
+                child.kill_leftovers()
                 lived = time.monotonic() - child.started_at
                 quick_exits[child.name] = quick_exits[child.name] + 1 if lived < QUICK_EXIT_S else 1
                 count = quick_exits[child.name]
