@@ -72,3 +72,19 @@ def test_kernel_refuses_out_of_range_reads(cpp_kernel) -> None:
     bad[0, 0] = k.shape[0]
     with pytest.raises(RuntimeError, match="bad block id"):
         kernel(q, k, v, bad, seq_lens, 0.125)
+
+
+def test_stale_build_directories_are_removed(tmp_path) -> None:
+    """A build killed midway leaves a tmp* directory; the next build removes old ones only."""
+    import os
+    import time
+
+    from infer_worker.attention_cpp import _remove_stale_builds
+
+    old, new = tmp_path / "tmpold", tmp_path / "tmpnew"
+    old.mkdir()
+    new.mkdir()
+    (tmp_path / "kernel.so").write_text("built")
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    _remove_stale_builds(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kernel.so", "tmpnew"]

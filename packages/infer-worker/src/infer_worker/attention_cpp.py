@@ -21,6 +21,7 @@ import platform
 import shutil
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +149,17 @@ def _cpu_flags() -> str:
     return next((line for line in lines if line.startswith("flags")), "")
 
 
+def _remove_stale_builds(folder: Path, age_s: float = 3600.0) -> None:
+    """Delete build directories a killed process left behind (older than age_s)."""
+    now = time.time()
+    for stale in folder.glob("tmp*"):
+        try:
+            if stale.is_dir() and now - stale.stat().st_mtime > age_s:
+                shutil.rmtree(stale, ignore_errors=True)
+        except OSError:
+            pass
+
+
 def _import(path: Path) -> Any:
     spec = importlib.util.spec_from_file_location(_NAME, path)
     module = importlib.util.module_from_spec(spec)
@@ -169,6 +181,7 @@ def _build() -> None:
         from torch.utils.cpp_extension import load_inline
 
         target.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_builds(target.parent)
         with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
             module = load_inline(
                 name=_NAME,
