@@ -102,8 +102,12 @@ def test_engine_sigterm_fails_running_requests_through_the_gateway_at_once(engin
         poster.join(10)
         ended = time.monotonic()
         assert lines[-1] == "[DONE]"
-        assert json.loads(lines[-2])["error"]["code"] == "shutting_down"
-        assert plain["status"] == 503 and plain["body"]["error"]["code"] == "shutting_down"
+        assert json.loads(lines[-2])["error"]["code"] == "shutting_down", (
+            gw.output[-3000:],
+            engine.output[-2000:],
+        )
+        assert plain["status"] == 503, (plain, engine.output[-3000:])
+        assert plain["body"]["error"]["code"] == "shutting_down"
         assert plain["at"] - sent < 2.0 and ended - sent < 2.5
         assert engine.wait_exit(15) == 0
     finally:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 
 import zmq
@@ -41,6 +42,7 @@ MAX_MESSAGES_PER_PASS = 256
 # a frame past this is refused by libzmq (the sender is disconnected) before it is buffered
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 RCV_HWM = 10_000
+SHUTDOWN_GRACE_S = 0.3
 
 
 def ipc_path(endpoint: str) -> str | None:
@@ -195,10 +197,15 @@ class EngineServer:
 
     # ------------------------------------------------------------ shutdown
     def _shutdown(self) -> None:
-        for request_id in self.engine.abort_all():
+        failed = self.engine.abort_all()
+        for request_id in failed:
             self._reply_to(
                 request_id, RequestError(request_id, "shutting_down", "engine shutting down")
             )
+        if failed:
+            # a gateway's DEALER (ZMQ_IMMEDIATE) drops what it has not read yet when the
+            # connection closes: give it a moment to read these errors first
+            time.sleep(SHUTDOWN_GRACE_S)
         self.socket.close(linger=1000)
         self._ctx.term()
         path = ipc_path(self.endpoint)

@@ -38,7 +38,6 @@ from infer_protocol import (
 )
 
 log = logging.getLogger("infer_server.engine")
-DISCONNECT_GRACE_S = 0.1
 
 
 class EngineUnavailable(Exception):
@@ -234,9 +233,6 @@ class EngineClient:
                 with contextlib.suppress(EngineUnavailable):
                     self.send(Ping(request_id=self.new_id("ping")))
             elif event == zmq.EVENT_DISCONNECTED:
-                # the engine's last words (e.g. shutting_down errors) may still sit in the
-                # socket: let the reader deliver them before every open request is failed
-                await asyncio.sleep(DISCONNECT_GRACE_S)
                 if self.connected:
                     self._mark_down(
                         "engine connection lost (exited or stopped answering heartbeats)"
