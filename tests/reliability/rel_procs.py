@@ -18,12 +18,21 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from server_procs import Engine, Gateway, Proc, free_port
 
-__all__ = ["Engine", "Gateway", "Proc", "free_port", "metrics", "wait_until"]
+__all__ = ["Engine", "Gateway", "Proc", "free_port", "metrics", "pending", "wait_until"]
 
 
 def metrics(gw: Gateway) -> dict:
     """The gateway's /v1/metrics JSON."""
     return httpx.get(gw.url + "/v1/metrics", timeout=10).json()
+
+
+def pending(gw: Gateway) -> float:
+    """Requests the gateway still waits on the engine for (its Prometheus gauge)."""
+    text = httpx.get(gw.url + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith("infer_gateway_pending_requests "):
+            return float(line.split()[1])
+    raise AssertionError("no infer_gateway_pending_requests in /metrics")
 
 
 def wait_until(check, timeout: float, interval: float = 0.1):

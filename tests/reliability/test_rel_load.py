@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 from rel_engine_probe import EngineProbe
-from rel_procs import Engine, Gateway, metrics, wait_until
+from rel_procs import Engine, Gateway, metrics, pending, wait_until
 
 
 def chat(i: int, max_tokens: int, stream: bool) -> dict:
@@ -88,7 +88,7 @@ def test_disconnect_storm_leaves_nothing_behind(storm_pair):
         m.cache.node_count
     )
     assert m.cache.evictable_size == m.cache.total_cached
-    assert metrics(gw)["gateway"]["pending_requests"] == 0
+    assert pending(gw) == 0
     r = httpx.post(url, json=chat(1, 5, False), timeout=30)
     assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 5
 
@@ -149,4 +149,4 @@ def test_overload_gives_answers_or_quick_503s_and_the_counts_add_up(small_queue_
     assert after["total_requests"] - before["total_requests"] == 300
     assert after["completed_requests"] - before["completed_requests"] == len(ok)
     assert after["failed_requests"] - before["failed_requests"] == len(refused)
-    assert metrics(gw)["gateway"]["pending_requests"] == 0
+    assert pending(gw) == 0

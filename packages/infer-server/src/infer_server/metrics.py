@@ -13,7 +13,7 @@ from typing import Any
 
 import attrs
 import psutil
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -147,6 +147,11 @@ class GatewayMetrics:
         )
         self.prompt_tokens = Counter("infer_prompt_tokens", "Prompt tokens processed", registry=r)
         self.generation_tokens = Counter("infer_generation_tokens", "Tokens generated", registry=r)
+        self.pending = Gauge(
+            "infer_gateway_pending_requests",
+            "Requests the gateway is waiting on the engine for (set at scrape time)",
+            registry=r,
+        )
         self.engine = EngineCollector()
         r.register(self.engine)
         self.gpu = GpuProbe()

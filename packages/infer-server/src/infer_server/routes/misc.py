@@ -105,9 +105,7 @@ async def _engine_metrics(gw: Gateway) -> EngineMetrics | None:
 async def v1_metrics(request: Request) -> Response:
     gw = gateway(request)
     engine, cache = engine_json(await _engine_metrics(gw))
-    body = {**system_metrics(gw.metrics.gpu), "engine": engine, "cache": cache}
-    body["gateway"] = {"pending_requests": gw.client.running}  # requests awaiting the engine
-    return JSONResponse(body)
+    return JSONResponse({**system_metrics(gw.metrics.gpu), "engine": engine, "cache": cache})
 
 
 async def prometheus(request: Request) -> Response:
@@ -115,4 +113,5 @@ async def prometheus(request: Request) -> Response:
     latest = await _engine_metrics(gw)
     if latest is not None or not gw.client.connected:
         gw.metrics.engine.latest = latest
+    gw.metrics.pending.set(gw.client.running)
     return Response(gw.metrics.render(), media_type=CONTENT_TYPE_LATEST)
