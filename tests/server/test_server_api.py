@@ -244,7 +244,7 @@ def test_disconnected_stream_aborts_in_engine(tiny_gateway):
 
     # a non-streamed request whose client gives up is aborted too
     with pytest.raises(httpx.TimeoutException):
-        httpx.post(url, json={**body, "stream": False}, timeout=1.5)
+        httpx.post(url, json={**body, "stream": False}, timeout=0.5)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         engine = httpx.get(tiny_gateway.url + "/v1/metrics").json()["engine"]
