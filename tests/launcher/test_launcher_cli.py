@@ -7,7 +7,7 @@ import socket
 import time
 
 import pytest
-from conftest import run_cli
+from launcher_util import run_cli
 
 from infer import serve_options
 from infer.cli import build_parser

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import pytest
 import yaml
-from conftest import REPO
+from launcher_util import REPO
 
 COMPOSE = yaml.safe_load((REPO / "compose.yaml").read_text())
 SERVICES = {  # compose service -> (console script, package module, distribution)
@@ -241,7 +241,7 @@ def test_compose_services_run_and_pass_their_health_checks_over_tcp(tmp_path):
     import time
 
     import httpx
-    from conftest import free_port, script
+    from launcher_util import free_port, script
 
     engine_port, http_port = free_port(), free_port()
     server, scheduler = COMPOSE["services"]["server"], COMPOSE["services"]["scheduler"]

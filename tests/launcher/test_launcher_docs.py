@@ -6,7 +6,7 @@ import argparse
 import re
 
 import pytest
-from conftest import REPO
+from launcher_util import REPO
 from test_launcher_containers import parser_of
 
 from infer.cli import build_parser

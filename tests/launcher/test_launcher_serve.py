@@ -23,7 +23,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from conftest import REPO, free_port, script
+from launcher_util import REPO, free_port, script
 from openai import OpenAI
 
 STARTUP_LIMIT_S = 60.0
