@@ -17,6 +17,17 @@ access_log = logging.getLogger("infer_server.access")
 OPEN_PATHS = frozenset({"/health", "/ready"})
 
 
+def exempt(scope: Scope, is_public: Callable[[str], bool]) -> bool:
+    """True for what no key or rate limit applies to: non-HTTP scopes, /health,
+    /ready, public web UI paths and CORS preflights."""
+    return (
+        scope["type"] != "http"
+        or scope["path"] in OPEN_PATHS
+        or is_public(scope["path"])
+        or scope["method"] == "OPTIONS"
+    )
+
+
 class ApiKeyMiddleware:
     """Require `Authorization: Bearer <key>` on every path but /health, /ready and
     the paths `is_public` accepts (the web UI's static pages, which hold no data)."""
@@ -29,13 +40,7 @@ class ApiKeyMiddleware:
         self._is_public = is_public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            self._key is None
-            or scope["type"] != "http"
-            or scope["path"] in OPEN_PATHS
-            or self._is_public(scope["path"])
-            or scope["method"] == "OPTIONS"
-        ):
+        if self._key is None or exempt(scope, self._is_public):
             await self.app(scope, receive, send)
             return
         header = b""

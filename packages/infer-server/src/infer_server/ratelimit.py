@@ -19,8 +19,7 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .errors import APIError
-
-OPEN_PATHS = frozenset({"/health", "/ready"})
+from .middleware import exempt
 
 
 class TokenBuckets:
@@ -84,13 +83,7 @@ class RateLimitMiddleware:
         self._is_public = is_public
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            self.buckets is None
-            or scope["type"] != "http"
-            or scope["path"] in OPEN_PATHS
-            or self._is_public(scope["path"])
-            or scope["method"] == "OPTIONS"
-        ):
+        if self.buckets is None or exempt(scope, self._is_public):
             await self.app(scope, receive, send)
             return
         wait = self.buckets.take(client_key(scope, self.by_api_key))
