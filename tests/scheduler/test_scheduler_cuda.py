@@ -1,4 +1,11 @@
-"""The engine on CUDA (skipped cleanly where there is no CUDA device)."""
+"""The engine on CUDA (skipped cleanly where there is no CUDA device).
+
+Against transformers: greedy tokens of the engine are checked by teacher
+forcing, i.e. transformers runs prompt + our tokens once and every token we
+chose must be its argmax up to a tolerance (exactly for nearly all in
+float32). This holds even where a near-tie flips one token and the two
+greedy runs diverge afterwards.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,8 @@ pytestmark = [
     pytest.mark.cuda,
     pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
 ]
+
+PROMPTS = [[100 + 7 * i + j for j in range(5 + 9 * i)] for i in range(8)]
 
 
 def test_memory_fraction_sizes_the_cache() -> None:
@@ -34,3 +43,36 @@ def test_generates_on_cuda_like_on_cpu(tiny_dir) -> None:
     bf16 = LLM(str(tiny_dir), device="cuda", dtype="bfloat16", kv_cache_tokens=4096)
     outs = bf16.generate(prompts, max_tokens=8, ignore_eos=True)
     assert all(len(o.token_ids) == 8 for o in outs) and bf16.engine.leaked_blocks() == 0
+
+
+@pytest.mark.parametrize(
+    ("dtype", "torch_dtype", "max_gap", "min_exact"),
+    [("float32", torch.float32, 1e-3, 0.95), ("bfloat16", torch.bfloat16, 1.5, 0.75)],
+)
+def test_engine_greedy_matches_transformers(
+    tiny_dir, dtype: str, torch_dtype: torch.dtype, max_gap: float, min_exact: float
+) -> None:
+    """Batched greedy decoding (prefill chunks of mixed length, 16 tokens each) vs transformers."""
+    from transformers import AutoModelForCausalLM
+
+    hf = AutoModelForCausalLM.from_pretrained(
+        tiny_dir, dtype=torch_dtype, attn_implementation="sdpa"
+    )
+    hf = hf.to("cuda").eval()
+    llm = LLM(str(tiny_dir), device="cuda", dtype=dtype, kv_cache_tokens=4096, max_batch_tokens=64)
+    outs = llm.generate(PROMPTS, max_tokens=16, ignore_eos=True)
+    gaps, spreads = [], []
+    for prompt, out in zip(PROMPTS, outs, strict=True):
+        assert len(out.token_ids) == 16
+        ids = torch.tensor([prompt + out.token_ids], device="cuda")
+        with torch.no_grad():
+            logits = hf(ids).logits[0, len(prompt) - 1 : -1].float()
+        ours = torch.tensor(out.token_ids, device="cuda")
+        best = logits.max(-1).values
+        gaps.append(best - logits.gather(1, ours[:, None])[:, 0])
+        spreads.append(best - logits.min(-1).values)
+    gap = torch.cat(gaps)
+    assert torch.isfinite(gap).all() and torch.cat(spreads).min().item() > 10 * max_gap
+    assert gap.max().item() <= max_gap, f"worst logit gap {gap.max().item():.4g}"
+    assert (gap == 0).float().mean().item() >= min_exact
+    assert llm.engine.leaked_blocks() == 0

@@ -169,6 +169,15 @@ def test_cuda_paged_attention_half(dtype: torch.dtype, heads: int, kv_heads: int
     check("cuda", dtype, 5, 16, MIXES[4], heads=heads, kv_heads=kv_heads, dim=dim, tol=3e-2)
 
 
+@cuda
+@pytest.mark.cuda
+@pytest.mark.parametrize(("heads", "kv_heads", "dim"), [(32, 8, 128), (8, 1, 80), (4, 4, 256)])
+def test_cuda_paged_attention_float32_head_layouts(heads: int, kv_heads: int, dim: int) -> None:
+    check(
+        "cuda", torch.float32, 11, 16, MIXES[4], heads=heads, kv_heads=kv_heads, dim=dim, tol=2e-3
+    )
+
+
 INTERPRETER_SCRIPT = """
 import sys, torch
 sys.path.insert(0, {here!r})

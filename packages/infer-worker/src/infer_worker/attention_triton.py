@@ -132,7 +132,9 @@ def paged_attention_triton(
     d_pad = max(16, triton.next_power_of_2(dim))
     rows = 16 if meta.decode_only else 64
     block_m = max(1, rows // group_pad)
-    block_n = 64 if d_pad <= 128 else 32
+    block_n = 64  # a key tile (d_pad x block_n) stays within 16 KiB: fits shared memory
+    while block_n > 16 and d_pad * block_n * query.element_size() > 16384:
+        block_n //= 2
     out = torch.empty_like(query)
     if tokens == 0:
         return out

