@@ -260,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batches", default="1,32,128")
     parser.add_argument("--prompt-len", type=int, default=128)
     parser.add_argument("--new-tokens", type=int, default=128)
-    parser.add_argument("--max-run-s", type=float, default=40.0, help="cap per engine run")
+    parser.add_argument("--max-run-s", type=float, default=30.0, help="cap per engine run")
     parser.add_argument("--smoke", action="store_true", help="tiny model (check the script)")
     args = parser.parse_args(argv)
 
@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     section(
         results,
         "engine_warmup",
-        lambda: _short(run_engine(engine, prompts_for(4, P, vocab, 9), G, 60)),
+        lambda: _short(run_engine(engine, prompts_for(4, P, vocab, 9), G, 30)),
     )
     for b in batches:
         section(
