@@ -18,7 +18,16 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from server_procs import Engine, Gateway, Proc, free_port
 
-__all__ = ["Engine", "Gateway", "Proc", "free_port", "metrics", "pending", "wait_until"]
+__all__ = [
+    "Engine",
+    "Gateway",
+    "Proc",
+    "free_port",
+    "metrics",
+    "pending",
+    "prometheus",
+    "wait_until",
+]
 
 
 def metrics(gw: Gateway) -> dict:
@@ -26,13 +35,21 @@ def metrics(gw: Gateway) -> dict:
     return httpx.get(gw.url + "/v1/metrics", timeout=10).json()
 
 
+def prometheus(gw: Gateway) -> dict[str, float]:
+    """The gateway's /metrics samples by their full text name, e.g. 'x_total{by="engine"}'."""
+    out = {}
+    for line in httpx.get(gw.url + "/metrics", timeout=10).text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
+
+
 def pending(gw: Gateway) -> float:
     """Requests the gateway still waits on the engine for (its Prometheus gauge)."""
-    text = httpx.get(gw.url + "/metrics", timeout=10).text
-    for line in text.splitlines():
-        if line.startswith("infer_gateway_pending_requests "):
-            return float(line.split()[1])
-    raise AssertionError("no infer_gateway_pending_requests in /metrics")
+    samples = prometheus(gw)
+    assert "infer_gateway_pending_requests" in samples, "no infer_gateway_pending_requests"
+    return samples["infer_gateway_pending_requests"]
 
 
 def wait_until(check, timeout: float, interval: float = 0.1):

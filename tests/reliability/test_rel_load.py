@@ -8,7 +8,7 @@ import time
 import httpx
 import pytest
 from rel_engine_probe import EngineProbe
-from rel_procs import Engine, Gateway, metrics, pending, wait_until
+from rel_procs import Engine, Gateway, metrics, pending, prometheus, wait_until
 
 
 def chat(i: int, max_tokens: int, stream: bool) -> dict:
@@ -122,6 +122,18 @@ async def one(client: httpx.AsyncClient, url: str, i: int) -> tuple[int, float, 
     return 200, time.monotonic() - start, complete, {}
 
 
+def refusal_counts(gw: Gateway) -> dict[str, float]:
+    p = prometheus(gw)
+    hist = "infer_gateway_refusal_latency_seconds"
+    return {
+        "gateway": p.get('infer_gateway_overload_refusals_total{by="gateway"}', 0.0),
+        "engine": p.get('infer_gateway_overload_refusals_total{by="engine"}', 0.0),
+        "timed": p.get(f"{hist}_count", 0.0),
+        "within_1s": p.get(f'{hist}_bucket{{le="1.0"}}', 0.0),
+        "within_250ms": p.get(f'{hist}_bucket{{le="0.25"}}', 0.0),
+    }
+
+
 def test_overload_gives_answers_or_quick_503s_and_the_counts_add_up(small_queue_pair):
     engine, gw = small_queue_pair
     url = gw.url + "/v1/chat/completions"
@@ -139,14 +151,25 @@ def test_overload_gives_answers_or_quick_503s_and_the_counts_add_up(small_queue_
     refused = [r for r in results if r[0] == 503]
     assert all(complete for _, _, complete, _ in ok)
     assert refused, "300 requests against 8 running + 50 waiting were all served?"
-    print(
-        f"served {len(ok)}, refused {len(refused)}, slowest refusal {max(r[1] for r in refused):.2f}s"
-    )
-    for _, took, _, extra in refused:
+    counts = refusal_counts(gw)
+    slowest = max(r[1] for r in refused)
+    print(f"served {len(ok)}, refused {len(refused)} {counts}, slowest send->503 {slowest:.2f}s")
+    for _, _, _, extra in refused:
         assert extra.get("retry-after"), extra
-        assert took < 1.0 + 2.0, f"a refusal took {took:.2f}s"  # 1 s, plus a busy 2-core box
+        assert "overloaded" in str(extra), extra
+    # refused -> 503: from the engine's overloaded answer reaching the gateway to the 503
+    # starting, every one within the 1 s (typically a few ms); refusals made by
+    # the gateway's own gate (the engine said full a moment ago) take no time at all.
+    assert counts["gateway"] + counts["engine"] == len(refused)
+    assert counts["timed"] == counts["engine"]
+    assert counts["within_1s"] == counts["timed"], counts
+    # send -> 503 also counts this client opening 300 connections and Hypercorn parsing
+    # 300 requests on 2 cores shared with the engine (gateway side, arrival -> 503 was
+    # at most 0.6 s; seen from here 1.3 to 2.4 s with the machine loaded): a looser bound.
+    assert slowest < 3.0, f"a refusal took {slowest:.2f}s from sending"
     after = metrics(gw)["engine"]
-    assert after["total_requests"] - before["total_requests"] == 300
+    engine_refused = int(counts["engine"])
+    assert after["total_requests"] - before["total_requests"] == len(ok) + engine_refused
     assert after["completed_requests"] - before["completed_requests"] == len(ok)
-    assert after["failed_requests"] - before["failed_requests"] == len(refused)
+    assert after["failed_requests"] - before["failed_requests"] == engine_refused
     assert pending(gw) == 0

@@ -32,12 +32,24 @@ def engine(tiny, rel_dir):
     eng.stop()
 
 
-def read_stream(url: str, payload: dict, lines: list[str], first: threading.Event) -> None:
-    with httpx.stream("POST", url, json=payload, timeout=60) as r:
-        for line in r.iter_lines():
-            if line.startswith("data: "):
-                lines.append(line[6:])
-                first.set()
+def read_stream(
+    url: str,
+    payload: dict,
+    lines: list[str],
+    first: threading.Event,
+    errors: list[Exception] | None = None,
+) -> None:
+    """Collect the data lines of a stream; a cut stream's error goes to `errors` if given."""
+    try:
+        with httpx.stream("POST", url, json=payload, timeout=60) as r:
+            for line in r.iter_lines():
+                if line.startswith("data: "):
+                    lines.append(line[6:])
+                    first.set()
+    except httpx.HTTPError as exc:
+        if errors is None:
+            raise
+        errors.append(exc)
 
 
 def test_gateway_sigterm_refuses_new_requests_and_lets_in_flight_ones_finish(engine):
@@ -46,18 +58,35 @@ def test_gateway_sigterm_refuses_new_requests_and_lets_in_flight_ones_finish(eng
     lines: list[str] = []
     first = threading.Event()
     reader = threading.Thread(target=read_stream, args=(url, body(300, True), lines, first))
+    # one persistent connection, opened and used before the drain
+    kept = httpx.Client(limits=httpx.Limits(max_connections=1), timeout=10)
+    before = kept.get(gw.url + "/v1/models")
+    assert before.status_code == 200 and before.headers.get("connection") != "close"
     reader.start()
     assert first.wait(30)
     gw.popen.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
-    with pytest.raises(httpx.HTTPError):  # the listener is closed: no new requests
-        httpx.post(url, json=body(2, False), timeout=5)
+    gw.wait_for_line("draining", 10)
+    # a new request on the kept-alive connection: 503, and the connection is closed
+    r = kept.post(url, json=body(2, False))
+    stream = r.extensions["network_stream"]
+    assert stream is before.extensions["network_stream"], "the request went on a new connection"
+    assert r.status_code == 503, r.text
+    assert r.json()["error"]["code"] == "shutting_down" and r.headers["retry-after"]
+    assert r.headers["connection"] == "close"
+    kept.close()
+    # a new connection: the listener is still open, and says the same
+    r = httpx.post(url, json=body(2, False), timeout=10)
+    assert r.status_code == 503 and r.headers["connection"] == "close"
+    ready = httpx.get(gw.url + "/ready", timeout=10)
+    assert ready.status_code == 503 and ready.json()["detail"] == "the gateway is shutting down"
+    assert gw.popen.poll() is None and lines[-1:] != ["[DONE]"], "the stream ended early"
     reader.join(60)
     assert lines[-1] == "[DONE]"
     chunks = [json.loads(line) for line in lines[:-1]]
     assert chunks[-1]["choices"][0]["finish_reason"] == "length"
     assert not any("error" in c for c in chunks)
-    assert gw.wait_exit(30) == 0
+    assert gw.wait_exit(10) == 0
+    assert "unfinished" not in gw.output
 
 
 def test_gateway_sigterm_stops_waiting_after_the_shutdown_timeout(engine):
@@ -65,8 +94,9 @@ def test_gateway_sigterm_stops_waiting_after_the_shutdown_timeout(engine):
     lines: list[str] = []
     first = threading.Event()
     url = gw.url + "/v1/chat/completions"
+    errors: list[Exception] = []
     reader = threading.Thread(
-        target=read_stream, args=(url, body(1500, True), lines, first), daemon=True
+        target=read_stream, args=(url, body(1500, True), lines, first, errors), daemon=True
     )
     reader.start()
     assert first.wait(30)
@@ -76,6 +106,7 @@ def test_gateway_sigterm_stops_waiting_after_the_shutdown_timeout(engine):
     assert time.monotonic() - start < 6, "the gateway waited past --shutdown-timeout"
     reader.join(10)
     assert not any('"finish_reason":"length"' in line for line in lines)
+    assert errors or lines[-1:] != ["[DONE]"], "the unfinished stream was not cut"
 
 
 def test_engine_sigterm_fails_running_requests_through_the_gateway_at_once(engine):

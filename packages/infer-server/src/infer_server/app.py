@@ -15,7 +15,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from . import webui
+from .admission import AdmissionMiddleware
 from .config import Settings
+from .drain import DrainMiddleware
 from .errors import APIError
 from .middleware import AccessLogMiddleware, ApiKeyMiddleware
 from .openapi import openapi_document
@@ -93,6 +95,7 @@ def create_app(settings: Settings) -> Starlette:
                 allow_headers=["*"],
                 allow_credentials=False,
             ),
+            Middleware(DrainMiddleware, drain=gw.drain),
             Middleware(
                 ApiKeyMiddleware,
                 api_key=settings.api_key,
@@ -104,6 +107,7 @@ def create_app(settings: Settings) -> Starlette:
                 by_api_key=settings.api_key is not None,
                 is_public=getattr(webui, "is_public_path", lambda path: False),
             ),
+            Middleware(AdmissionMiddleware, gate=gw.client.gate, registry=gw.metrics.registry),
         ],
         exception_handlers={
             APIError: _api_error,

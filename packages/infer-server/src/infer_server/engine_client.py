@@ -37,6 +37,8 @@ from infer_protocol import (
     encode,
 )
 
+from .admission import OverloadGate
+
 log = logging.getLogger("infer_server.engine")
 
 
@@ -72,6 +74,7 @@ class EngineClient:
         self.connected = False
         self.model_info: ModelInfo | None = None
         self.last_error: str | None = "engine not contacted yet"
+        self.gate = OverloadGate()
 
     # ------------------------------------------------------------ lifecycle
 
@@ -129,14 +132,17 @@ class EngineClient:
             raise EngineUnavailable(self.last_error or "engine not connected")
         queue: asyncio.Queue = asyncio.Queue()
         self._pending[request_id] = queue
+        self.gate.watch(request_id)
         return queue
 
     def release(self, request_id: str) -> None:
         self._pending.pop(request_id, None)
+        self.gate.forget(request_id)
 
     def abort(self, request_id: str, reason: str = "client") -> None:
         """Best-effort AbortRequest; also forgets the id."""
         self.release(request_id)
+        self.gate.open()  # the engine frees the request's place at its next step
         log.info("aborting %s in the engine (%s)", request_id, reason)
         with contextlib.suppress(EngineUnavailable):
             self.send(AbortRequest(request_id=request_id, reason=reason))
@@ -180,6 +186,7 @@ class EngineClient:
             except ProtocolError as exc:
                 log.warning("dropping a bad frame from the engine: %s", exc)
                 continue
+            self.gate.observe(msg)
             queue = self._pending.get(msg.request_id)
             if queue is not None:
                 queue.put_nowait(msg)
@@ -244,6 +251,7 @@ class EngineClient:
         log.warning("%s; failing %d open requests", reason, len(self._pending))
         self.connected = False
         self.last_error = reason
+        self.gate.open()
         for request_id in list(self._pending):
             with contextlib.suppress(EngineUnavailable):
                 self.send(AbortRequest(request_id=request_id, reason="engine_down"))

@@ -13,6 +13,7 @@ from starlette.requests import Request
 from infer_protocol import ModelInfo
 
 from .config import Settings
+from .drain import Drain
 from .engine_client import EngineClient
 from .errors import APIError, engine_unavailable
 from .metrics import GatewayMetrics
@@ -33,6 +34,7 @@ class Gateway:
             ChatTemplate(self.template_override)  # fail at startup, not at the first request
         self.model: ServedModel | None = None
         self.metrics = GatewayMetrics()
+        self.drain = Drain()
         self.client = EngineClient(
             settings.engine_endpoint,
             ping_interval=settings.ping_interval,

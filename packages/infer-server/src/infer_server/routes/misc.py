@@ -24,9 +24,11 @@ async def health(request: Request) -> Response:
 
 async def ready(request: Request) -> Response:
     gw = gateway(request)
-    ok = gw.client.connected and gw.model is not None
+    ok = gw.client.connected and gw.model is not None and not gw.drain.draining
     body: dict = {"ready": ok, "engine_connected": gw.client.connected}
-    if not ok:
+    if gw.drain.draining:
+        body["detail"] = "the gateway is shutting down"
+    elif not ok:
         body["detail"] = gw.client.last_error or "engine not connected"
     return JSONResponse(body, status_code=200 if ok else 503)
 
