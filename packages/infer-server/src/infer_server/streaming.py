@@ -14,6 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable
 
 from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
 
 from .errors import APIError
 from .generation import Piece
@@ -25,6 +26,22 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 def sse(obj: dict) -> bytes:
     return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
+
+
+class ClosingStreamingResponse(StreamingResponse):
+    """Closes its body iterator however the response ends.
+
+    When the client leaves while a chunk is being sent, Starlette cancels the send and
+    leaves the body generator suspended at its `yield`; only the garbage collector
+    would close it (seconds later, when a reference cycle holds it), and until then the
+    engine keeps generating for nobody. Closing it here aborts the engine requests now.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self.body_iterator.aclose()  # type: ignore[attr-defined]
 
 
 async def start_stream(
@@ -61,4 +78,4 @@ async def start_stream(
             await pieces.aclose()
         yield DONE
 
-    return StreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+    return ClosingStreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
