@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import PagedRunner
 from gguf import GGML_QUANT_SIZES, GGUFWriter
 from gguf import GGMLQuantizationType as T
 from gguf.quants import dequantize, quantize
 from safetensors.torch import load_file, save_file
+from worker_paged import PagedRunner
 
 from infer_worker import load_model
 from infer_worker.gguf_loader import GGUFFile

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PagedRunner
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from worker_paged import PagedRunner
 
 from infer_worker import ModelBundle
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import PagedRunner
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM
+from worker_paged import PagedRunner
 
 from infer_worker import AttentionMetadata, load_model
 from infer_worker.testing import write_tiny_llama
