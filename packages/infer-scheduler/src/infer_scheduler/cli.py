@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import logging
 import os
@@ -99,6 +100,26 @@ def build_model_info(
     )
 
 
+def _exit_on_signal(signum: int, _frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
+def kill_descendants() -> int:
+    """SIGKILL every process this one started that still runs (the background C++
+    kernel build's ninja and compilers), so nothing outlives the engine; returns how many."""
+    import psutil
+
+    try:
+        left = psutil.Process().children(recursive=True)
+    except psutil.Error:
+        return 0
+    for proc in left:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(left, timeout=2)
+    return len(left)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -106,6 +127,18 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # until the server takes over these signals, stop by unwinding (so `finally` runs)
+    signal.signal(signal.SIGTERM, _exit_on_signal)
+    signal.signal(signal.SIGINT, _exit_on_signal)
+    try:
+        return _serve(args)
+    finally:
+        killed = kill_descendants()
+        if killed:
+            log.info("stopped %d leftover child processes (the kernel build)", killed)
+
+
+def _serve(args: argparse.Namespace) -> int:
     # spinning OpenMP threads collapse when cores are shared; must be set before torch loads
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import torch
