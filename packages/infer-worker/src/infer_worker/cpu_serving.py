@@ -3,7 +3,9 @@
 Measured on the 2-core AVX-512-bf16 CI machine class (docs/benchmarks.md,
 "CPU engine speed (issue 8)"): bf16 halves the weight bytes a decode step
 streams; int8 weight-only linears are faster up to batch ~8 and no faster at
-32; oneDNN-prepacked weights beat plain F.linear for larger batches. float32
+32; oneDNN-prepacked weights beat plain F.linear for larger batches; steps of
+prefill size (>= 64 tokens) run their linears as float32 GEMMs, which oneDNN
+runs 1.5-2x faster than bf16 ones on that machine (wide_gemm.py). float32
 stays available (and token-exact with transformers) with `--dtype float32`,
 which leaves the model untouched.
 """
@@ -18,6 +20,7 @@ import torch
 
 from .attention_cpp import start_build
 from .model import LlamaModel
+from .wide_gemm import DEFAULT_MIN_ROWS
 
 log = logging.getLogger("infer_worker")
 
@@ -41,11 +44,14 @@ def serving_dtype(dtype: str, device: torch.device) -> str:
     return dtype
 
 
-def prepare_cpu_serving(model: LlamaModel, dtype: torch.dtype, int8_rows: int) -> list[str]:
+def prepare_cpu_serving(
+    model: LlamaModel, dtype: torch.dtype, int8_rows: int, wide_rows: int = DEFAULT_MIN_ROWS
+) -> list[str]:
     """Turn on the CPU fast paths for a bf16 model; returns the names of those turned on.
 
     float32 and non-CPU models are left as they are (exactness first). int8_rows = 0
-    keeps the bf16 weights for every batch size.
+    keeps the bf16 weights for every batch size; wide_rows = 0 keeps bf16 GEMMs for
+    prefill-sized steps too (else steps of >= wide_rows tokens use float32 GEMMs).
     """
     enabled: list[str] = []
     device = model.embed_tokens.weight.device
@@ -58,6 +64,9 @@ def prepare_cpu_serving(model: LlamaModel, dtype: torch.dtype, int8_rows: int) -
     try:
         model.use_packed()
         enabled.append("onednn-packed-linears")
+        if wide_rows > 0:
+            model.use_wide(wide_rows)
+            enabled.append(f"float32-gemm(batch>={wide_rows})")
     except RuntimeError as exc:  # a torch build without mkldnn
         log.warning("prepacked weights unavailable: %s", exc)
     if int8_rows > 0:

@@ -19,20 +19,24 @@ from .int8 import Int8Weight, pack_weight
 from .kv_cache import KVCache
 from .metadata import AttentionMetadata
 from .rope import RotaryEmbedding, apply_rotary, inv_frequencies
+from .wide_gemm import Float32Weight
 
 
 class Linear(nn.Linear):
     """nn.Linear without the random init (every weight is overwritten by a loader).
 
     After `use_int8(max_rows)`, inputs of at most max_rows rows go through an
-    int8 copy of the weight (see int8.py); after `use_packed()`, larger inputs
-    use a oneDNN-prepacked copy (same values, faster GEMM); otherwise the weight.
+    int8 copy of the weight (see int8.py); after `use_wide(min_rows)`, inputs of
+    at least min_rows rows go through a float32 copy (see wide_gemm.py); after
+    `use_packed()`, other inputs use a oneDNN-prepacked copy (same values,
+    faster GEMM); otherwise the weight.
     """
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.int8: Int8Weight | None = None
         self.packed: torch.Tensor | None = None
+        self.wide: Float32Weight | None = None
 
     def reset_parameters(self) -> None:
         pass
@@ -43,11 +47,17 @@ class Linear(nn.Linear):
     def use_packed(self, batch_hint: int) -> None:
         self.packed = pack_weight(self.weight, batch_hint)
 
+    def use_wide(self, min_rows: int) -> None:
+        self.wide = Float32Weight(self.weight, min_rows, self.bias)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         int8 = self.int8
         if int8 is not None and int8.applies(x):
             out = int8.matmul(x)
             return out if self.bias is None else out + self.bias
+        wide = self.wide
+        if wide is not None and wide.applies(x):
+            return wide.matmul(x)
         if self.packed is not None and x.dim() == 2:
             return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
         return F.linear(x, self.weight, self.bias)
@@ -156,6 +166,12 @@ class LlamaModel(nn.Module):
                 module.use_int8(max_rows)
         weight = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
         self.logits_int8 = Int8Weight(weight, max_rows)
+
+    def use_wide(self, min_rows: int) -> None:
+        """Give every layer linear a float32 copy used for inputs of >= min_rows rows (prefill)."""
+        for module in self.modules():
+            if isinstance(module, Linear) and module is not self.lm_head:
+                module.use_wide(min_rows)
 
     def use_packed(self, batch_hint: int = 32) -> None:
         """Give every layer linear a oneDNN-prepacked weight (CPU bf16/fp32 only)."""
