@@ -10,10 +10,12 @@ new tokens each (eos ignored), all submitted at once (offline).
     python3 benchmarks/gpu_bench.py --out bench.json            # on the GPU machine
     python3 benchmarks/gpu_bench.py --smoke --out /tmp/b.json   # tiny model, any device
 
-Reported per batch size: output tokens/s (B*G over the wall time of the
-whole run, prefill included) and the median decode step. Also: the paged
-attention kernel against the torch path at the 8B head layout, and the
-device-to-device copy bandwidth (the floor of a batch-1 decode step is
+Reported per batch size, for the engine with CUDA graphs (default) and
+without (eager), and for transformers: output tokens/s (B*G over the wall
+time of the whole run, prefill included) and the median decode step. Also:
+last-token logits of both bf16 models against transformers in float32, the
+paged attention kernel against the torch path at the 8B head layout, and
+the device-to-device copy bandwidth (the floor of a batch-1 decode step is
 weight bytes / bandwidth). Sections that fail are recorded and skipped.
 """
 
@@ -96,7 +98,11 @@ def build_models(shape: dict, device: torch.device, dtype: torch.dtype) -> tuple
             hf = LlamaForCausalLM(hf_config)
     finally:
         torch.set_default_dtype(before)
-    hf = hf.to(device=device, dtype=dtype).eval()
+    # no .to(dtype): it would round the float32 rotary inv_freq buffer to bf16 (an error of up
+    # to 0.2 rad in the rotary angles at position 128), which transformers itself never does
+    hf = hf.eval()
+    if hf.model.rotary_emb.inv_freq.dtype != torch.float32:
+        raise RuntimeError("transformers built its rotary inv_freq in a dtype other than float32")
     config = ModelConfig(**shape, rms_norm_eps=1e-5, eos_token_ids=[])
     bundle = random_bundle(config, device, dtype, hf.state_dict().items())
     return hf, bundle
@@ -194,54 +200,6 @@ def agreement(ours: list[list[int]], theirs: list[list[int]]) -> dict:
     }
 
 
-def attention_kernel(device: torch.device, batch: int, context: int) -> dict:
-    """Triton paged attention vs the torch path at the 8B head layout (bf16, decode and prefill)."""
-    from triton.testing import do_bench
-
-    from infer_worker.attention_cpu import paged_attention_torch
-    from infer_worker.attention_triton import paged_attention_triton
-    from infer_worker.metadata import AttentionMetadata
-
-    heads, kv_heads, dim, page = 32, 8, 128, 16
-    blocks_per_seq = -(-context // page)
-    num_blocks = batch * blocks_per_seq + 1
-    gen = torch.Generator(device=device).manual_seed(1)
-    k_cache = torch.randn(num_blocks, page, kv_heads, dim, device=device, generator=gen).bfloat16()
-    v_cache = torch.randn(num_blocks, page, kv_heads, dim, device=device, generator=gen).bfloat16()
-    perm = torch.randperm(num_blocks - 1, generator=torch.Generator().manual_seed(2)) + 1
-    tables = perm.reshape(batch, blocks_per_seq).tolist()
-    scale = dim**-0.5
-    result = {}
-    for name, q_len in (("decode", 1), ("prefill128", 128)):
-        meta = AttentionMetadata.build([q_len] * batch, [context] * batch, tables, page, device)
-        q = torch.randn(batch * q_len, heads, dim, device=device, generator=gen).bfloat16()
-        got = paged_attention_triton(q, k_cache, v_cache, meta, scale).float()
-        want = paged_attention_torch(q.float(), k_cache.float(), v_cache.float(), meta, scale)
-        rel = ((got - want).norm() / want.norm()).item()
-        t_triton = do_bench(
-            lambda q=q, m=meta: paged_attention_triton(q, k_cache, v_cache, m, scale)
-        )
-        t_torch = do_bench(lambda q=q, m=meta: paged_attention_torch(q, k_cache, v_cache, m, scale))
-        kv_bytes = 2 * batch * context * kv_heads * dim * 2
-        result[name] = {
-            "rel_err": rel,
-            "triton_ms": round(t_triton, 4),
-            "torch_ms": round(t_torch, 4),
-            "kv_GBps_triton": round(kv_bytes / t_triton / 1e6, 1),
-        }
-    return result
-
-
-def copy_bandwidth(device: torch.device) -> float:
-    """Device-to-device copy, GB/s counting bytes read plus written."""
-    from triton.testing import do_bench
-
-    src = torch.randn(256 * 1024 * 1024, device=device)  # 1 GiB
-    dst = torch.empty_like(src)
-    ms = do_bench(lambda: dst.copy_(src))
-    return round(2 * src.numel() * 4 / ms / 1e6, 1)
-
-
 def section(results: dict, name: str, fn: Callable[[], Any]) -> Any:
     log(f"{name} ...")
     try:
@@ -291,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         pass
     log(f"device {results['device']}, torch {torch.__version__}")
     if device.type == "cuda":
+        from gpu_checks import attention_kernel, copy_bandwidth
+
         section(results, "copy_GBps", lambda: copy_bandwidth(device))
         section(results, "attention", lambda: attention_kernel(device, 128, P + G))
 
@@ -303,29 +263,39 @@ def main(argv: list[str] | None = None) -> int:
     results["build"] = {"s": round(time.perf_counter() - t, 1)}
     weight_bytes = sum(p.numel() * p.element_size() for p in bundle.model.parameters())
     results["weight_GB"] = round(weight_bytes / 1e9, 2)
-    options = EngineOptions(
-        kv_cache_tokens=max(batches) * (P + G) + 1024,
-        max_running=max(batches),
-        enable_prefix_cache=False,
-    )
-    engine = Engine(bundle, options)
     vocab = shape["vocab_size"]
 
-    ours: dict[int, dict] = {}
-    theirs: dict[int, dict] = {}
-    section(
-        results,
-        "engine_warmup",
-        lambda: _short(run_engine(engine, prompts_for(4, P, vocab, 9), G, 30)),
-    )
-    for b in batches:
-        section(
-            results,
-            f"engine_b{b}",
-            lambda b=b: ours.setdefault(
-                b, run_engine(engine, prompts_for(b, P, vocab, b), G, args.max_run_s)
-            ),
+    ours: dict[int, dict] = {}  # graph runs, for the agreement with transformers
+    for graphs in (True, False):
+        options = EngineOptions(
+            kv_cache_tokens=max(batches) * (P + G) + 1024,
+            max_running=max(batches),
+            enable_prefix_cache=False,
+            cuda_graphs=graphs,
         )
+        engine = Engine(bundle, options)
+        mode = "engine" if graphs else "engine_eager"
+        t = time.perf_counter()
+        for b in batches:  # compiles kernels and captures the graphs of these batch sizes
+            section(
+                results,
+                f"{mode}_warmup_b{b}",
+                lambda b=b, e=engine: _short(run_engine(e, prompts_for(b, P, vocab, 7), 3, 30)),
+            )
+        results[f"{mode}_warmup_s"] = round(time.perf_counter() - t, 1)
+        for b in batches:
+            run = section(
+                results,
+                f"{mode}_b{b}",
+                lambda b=b, e=engine: run_engine(e, prompts_for(b, P, vocab, b), G, args.max_run_s),
+            )
+            if graphs and run is not None:
+                ours[b] = run
+        del engine
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    theirs: dict[int, dict] = {}
     section(
         results, "hf_warmup", lambda: _short(run_hf(hf, prompts_for(2, P, vocab, 9), 8, device))
     )
@@ -345,9 +315,14 @@ def main(argv: list[str] | None = None) -> int:
     for b in batches:
         if b in ours and b in theirs:
             results[f"agreement_b{b}"] = agreement(ours[b]["tokens"], theirs[b]["tokens"])
-        for store in (ours, theirs):
-            if b in store:
-                store[b].pop("tokens", None)
+    for key in list(results):
+        if isinstance(results[key], dict):
+            results[key].pop("tokens", None)
+    from gpu_checks import logits_check
+
+    section(
+        results, "logits_vs_fp32", lambda: logits_check(hf, bundle, prompts_for(8, P, vocab, 3))
+    )
     if device.type == "cuda":
         results["max_memory_GB"] = round(torch.cuda.max_memory_allocated(device) / 1e9, 1)
     write(args.out, results)
@@ -369,18 +344,26 @@ def print_table(results: dict, batches: list[int]) -> None:
     print(
         f"\n{results['device']} | bf16 | prompt {results['prompt_len']} | new {results['new_tokens']}"
     )
-    print("batch | engine tok/s | engine decode step ms | transformers tok/s | agreement")
+    print(
+        "batch | engine tok/s (graphs / eager) | decode step ms (graphs / eager) | "
+        "transformers tok/s | first tokens equal"
+    )
     for b in batches:
         ours = results.get(f"engine_b{b}") or {}
+        eager = results.get(f"engine_eager_b{b}") or {}
         theirs = results.get(f"hf_b{b}") or {}
         agree = results.get(f"agreement_b{b}") or {}
         print(
-            f"{b} | {ours.get('output_tok_per_s')} | {ours.get('decode_step_ms_median')} | "
-            f"{theirs.get('output_tok_per_s')} | {agree.get('first_token_equal')} "
-            f"(prefix {agree.get('mean_common_prefix')})"
+            f"{b} | {ours.get('output_tok_per_s')} / {eager.get('output_tok_per_s')} | "
+            f"{ours.get('decode_step_ms_median')} / {eager.get('decode_step_ms_median')} | "
+            f"{theirs.get('output_tok_per_s')} | {agree.get('first_token_equal')}"
         )
     print(f"transformers decode step ms at batch 1: {results.get('hf_decode_step_ms_b1')}")
-    print(f"weights {results.get('weight_GB')} GB; copy {results.get('copy_GBps')} GB/s")
+    print(
+        f"weights {results.get('weight_GB')} GB; copy {results.get('copy_GBps')} GB/s; "
+        f"warm-up with capture {results.get('engine_warmup_s')} s"
+    )
+    print(f"logits vs float32: {results.get('logits_vs_fp32')}")
     for name, row in (results.get("attention") or {}).items():
         print(f"attention {name}: {row}")
     if "errors" in results:

@@ -7,6 +7,7 @@
 #   SmolLM2's tokenizer (the 93 MB default-model package cannot travel; the
 #   tiny random test models only need its tokenizer).
 # On the device (run tool, carry [".gpu"]):   bash benchmarks/gpu_check.sh
+#   (about 4 minutes on an H200: speed run, CUDA tests, layer-by-layer accuracy)
 #   logs and JSON go to $OUT; a short summary is printed last.
 # Without a GPU the CUDA tests skip and the speed run uses a tiny model:
 #   GPU_CHECK_LOCAL=1 benchmarks/gpu_check.sh   (uses `uv run`, no install)
@@ -73,8 +74,15 @@ if $PY -c "import xdist" 2>/dev/null; then XDIST="-n 4 --dist loadfile"; fi
 # `from conftest import ...` takes the conftest loaded last.
 timeout 170 $PY -m pytest -q -p no:cacheprovider -o addopts="" --timeout 150 $XDIST \
     -k "cuda or auto_device or bad_dtype" -rfEs --durations=8 \
-    tests/scheduler/test_scheduler_cuda.py \
+    tests/scheduler/test_scheduler_cuda.py tests/scheduler/test_scheduler_cuda_graphs.py \
     tests/worker/test_worker_attention.py tests/worker/test_worker_tiny_llama.py \
     tests/worker/test_worker_sampler.py tests/worker/test_worker_load_errors.py --junitxml="$OUT/pytest.xml" >"$OUT/pytest.log" 2>&1
 echo "pytest exit $? after $(( $(date +%s) - start )) s"
 grep -E "^(FAILED|ERROR|SKIPPED)|passed|failed|error|^[0-9.]+s " "$OUT/pytest.log" | tail -30
+
+echo "== layer-by-layer accuracy against float32"
+DIAG_ARGS=""
+if [ -n "${GPU_CHECK_LOCAL:-}" ]; then DIAG_ARGS="--smoke"; fi
+timeout 100 $PY benchmarks/gpu_diag.py --out "$OUT/diag.json" $DIAG_ARGS >"$OUT/diag.log" 2>&1
+echo "diag exit $? after $(( $(date +%s) - start )) s"
+grep -vE "Warning|warn\(" "$OUT/diag.log" | tail -6

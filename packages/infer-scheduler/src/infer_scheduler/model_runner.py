@@ -14,17 +14,25 @@ import torch
 from infer_worker import KVCache, Sampler
 from infer_worker.metadata import AttentionMetadata
 
+from .cuda_graphs import DecodeGraphs
 from .request import Request
 
 
 class ModelRunner:
     """Owns the KV cache tensor and the sampler of one model."""
 
-    def __init__(self, bundle: Any, num_blocks: int, block_size: int) -> None:
+    def __init__(
+        self, bundle: Any, num_blocks: int, block_size: int, cuda_graphs: bool = False
+    ) -> None:
         self.model = bundle.model
         self.device = bundle.device
         self.block_size = block_size
-        self.kv_cache = KVCache(bundle.config, num_blocks, block_size, bundle.dtype, bundle.device)
+        graphs = cuda_graphs and bundle.device.type == "cuda"
+        # with CUDA graphs, block num_blocks (never in the pool) takes the padding rows
+        self.kv_cache = KVCache(
+            bundle.config, num_blocks + graphs, block_size, bundle.dtype, bundle.device
+        )
+        self.graphs = DecodeGraphs(self.model, self.kv_cache, num_blocks, True) if graphs else None
         self.sampler = Sampler(bundle.config.vocab_size, bundle.device)
 
     def run(self, items: list[tuple[Request, int]]) -> tuple[list[Request], Any]:
@@ -50,7 +58,10 @@ class ModelRunner:
         with torch.inference_mode():
             input_ids = torch.tensor(ids, dtype=torch.long, device=self.device)
             pos = torch.tensor(positions, dtype=torch.long, device=self.device)
-            hidden = self.model(input_ids, pos, self.kv_cache, meta)
+            if self.graphs is not None and self.graphs.fits(meta):
+                hidden = self.graphs.forward(input_ids, pos, meta)
+            else:
+                hidden = self.model(input_ids, pos, self.kv_cache, meta)
             if not sampling:
                 return [], None
             index = torch.tensor(rows, dtype=torch.long, device=self.device)

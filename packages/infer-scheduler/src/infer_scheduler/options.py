@@ -29,6 +29,7 @@ class EngineOptions:
     block_size: int = 16
     enable_prefix_cache: bool = True
     queue_capacity: int = 100
+    cuda_graphs: bool = True  # on CUDA, decode steps replay captured graphs (cuda_graphs.py)
 
     def __post_init__(self) -> None:
         if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
