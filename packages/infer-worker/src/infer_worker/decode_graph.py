@@ -1,0 +1,109 @@
+"""The decode step as one traceable function, with paged attention as a torch.library op.
+
+`decode_logits` runs a whole decode step (one new token per sequence) from
+token ids to float32 logits using only tensors, so torch.compile can turn it
+into one graph per batch size: the host ints of AttentionMetadata (which
+would specialise the graph on every context length) are not used. The
+attention of each layer is the custom op `infer::paged_decode`, which writes
+the new keys/values into the layer's cache pages and attends over them in
+place (the C++ kernel when built, else the torch path); the compiled graph
+calls it as an opaque kernel and mutates the caches in place.
+
+Linears use the int8 copy when the batch is small enough (exactly as
+Linear.forward), else plain F.linear, so that inductor's freezing can fold
+and prepack the weight itself.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .attention_cpp import decode_kernel
+from .attention_cpu import decode_torch, write_kv
+from .model import Linear, LlamaModel
+from .rope import apply_rotary
+
+
+@torch.library.custom_op("infer::paged_decode", mutates_args=("key_cache", "value_cache"))
+def paged_decode(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    key_cache: torch.Tensor,
+    value_cache: torch.Tensor,
+    layer: int,
+    block_tables: torch.Tensor,
+    seq_lens: torch.Tensor,
+    slot_mapping: torch.Tensor,
+    scale: float,
+) -> torch.Tensor:
+    """Write key/value [S, KVH, D] of layer `layer` into slot_mapping, then attend: -> [S, H, D].
+
+    key_cache/value_cache are the whole caches [layers, blocks, block, KVH, D].
+    """
+    kc, vc = key_cache[layer], value_cache[layer]
+    write_kv(kc, vc, key, value, slot_mapping)
+    kernel = decode_kernel()
+    if kernel is not None and query.dtype in (torch.float32, torch.bfloat16):
+        return kernel(query.contiguous(), kc, vc, block_tables, seq_lens, scale)
+    max_len = int(seq_lens.max())
+    return decode_torch(query, kc, vc, block_tables, seq_lens, max_len, scale)
+
+
+@paged_decode.register_fake
+def _paged_decode_fake(
+    query, key, value, key_cache, value_cache, layer, tables, lens, slots, scale
+):
+    return torch.empty_like(query)
+
+
+def _linear(module: Linear, x: torch.Tensor) -> torch.Tensor:
+    int8 = module.int8
+    if int8 is not None and int8.applies(x):
+        out = int8.matmul(x)
+        return out if module.bias is None else out + module.bias
+    return F.linear(x, module.weight, module.bias)
+
+
+def decode_logits(
+    model: LlamaModel,
+    input_ids: torch.Tensor,
+    positions: torch.Tensor,
+    key_cache: torch.Tensor,
+    value_cache: torch.Tensor,
+    block_tables: torch.Tensor,
+    seq_lens: torch.Tensor,
+    slot_mapping: torch.Tensor,
+) -> torch.Tensor:
+    """float32 logits [S, vocab] of one decode step of S sequences.
+
+    input_ids, positions, slot_mapping: [S]; block_tables int32 [S, W]; seq_lens int32 [S]
+    (including the new token); positions must be below model.rotary.max_positions.
+    """
+    x = model.embed_tokens(input_ids)
+    cos = model.rotary.cos_table[positions].to(x.dtype).unsqueeze(1)
+    sin = model.rotary.sin_table[positions].to(x.dtype).unsqueeze(1)
+    num = x.shape[0]
+    for index, layer in enumerate(model.layers):
+        attn = layer.self_attn
+        qkv = _linear(attn.qkv_proj, layer.input_layernorm(x))
+        q, k, v = qkv.split([attn.q_size, attn.kv_size, attn.kv_size], dim=-1)
+        q = q.view(num, attn.num_heads, attn.head_dim)
+        k = k.view(num, attn.num_kv_heads, attn.head_dim)
+        v = v.view(num, attn.num_kv_heads, attn.head_dim)
+        q, k = apply_rotary(q, k, cos, sin)
+        out = torch.ops.infer.paged_decode(
+            q, k, v, key_cache, value_cache, index, block_tables, seq_lens, slot_mapping, attn.scale
+        )
+        x = x + _linear(attn.o_proj, out.reshape(num, attn.q_size))
+        mlp = layer.mlp
+        gate, up = _linear(mlp.gate_up_proj, layer.post_attention_layernorm(x)).split(
+            mlp.intermediate_size, dim=-1
+        )
+        x = x + _linear(mlp.down_proj, F.silu(gate) * up)
+    h = model.norm(x)
+    if model.logits_int8 is not None and model.logits_int8.applies(h):
+        return model.logits_int8.matmul(h).float()
+    weight = model.embed_tokens.weight if model.lm_head is None else model.lm_head.weight
+    return F.linear(h, weight).float()

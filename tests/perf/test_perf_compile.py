@@ -1,0 +1,123 @@
+"""The torch.compile'd decode step (infer_worker.compile) against the eager model.
+
+A tiny random-weight Llama in bf16 keeps the compile short (one bucket, no
+autotune). Padding rows go to a scratch block; the compiled step writes the
+same keys/values into the cache as the eager one and gives the same greedy
+tokens, with logits within bf16 rounding.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from infer_worker import AttentionMetadata, KVCache, load_model
+from infer_worker.compile import DecodeGraphs, cache_dir
+from infer_worker.testing import write_tiny_llama
+
+BS = 4
+PROMPTS = [[1, 5, 9, 13, 2, 7], [1, 3], [1, 8, 8, 8, 8, 8, 8, 8, 8, 4]]
+
+
+@pytest.fixture(scope="module")
+def tiny_bf16(tmp_path_factory):
+    path = write_tiny_llama(tmp_path_factory.mktemp("tiny") / "m", num_layers=2)
+    bundle = load_model(str(path), device="cpu", dtype="bfloat16")
+    bundle.model.use_int8(8)  # the int8 linears are part of the small-bucket graph
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def compiled(tiny_bf16, tmp_path_factory, cpp_kernel):
+    """Eager and compiled runs of the same prompts; the graphs' cache under a private dir."""
+    folder = tmp_path_factory.mktemp("inductor")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TORCHINDUCTOR_CACHE_DIR", str(folder))
+        eager = decode(tiny_bf16, None, steps=6)
+        model = copy.deepcopy(tiny_bf16.model)
+        cache = new_cache(tiny_bf16)
+        graphs = DecodeGraphs(model, cache, cache.num_blocks - 1, buckets=(4,), autotune_max=0)
+        graphs.start(wait=True)
+        got = decode(tiny_bf16, graphs, steps=6)
+    return eager, got, graphs, folder
+
+
+def new_cache(bundle) -> KVCache:
+    return KVCache(bundle.config, len(PROMPTS) * 8 + 2, BS, bundle.dtype, "cpu")
+
+
+def decode(bundle, graphs: DecodeGraphs | None, steps: int):
+    """Greedy tokens, per-step logits and the final cache; prefill eager, decode via graphs."""
+    model = bundle.model if graphs is None else graphs.model
+    cache = new_cache(bundle) if graphs is None else graphs.kv_cache
+    tables = [list(range(1 + 8 * s, 9 + 8 * s)) for s in range(len(PROMPTS))]
+    outs, logits_seen = [], []
+    for s, prompt in enumerate(PROMPTS):
+        meta = AttentionMetadata.build([len(prompt)], [len(prompt)], [tables[s]], BS)
+        hidden = model(torch.tensor(prompt), torch.arange(len(prompt)), cache, meta)
+        outs.append([int(model.compute_logits(hidden[-1:]).argmax())])
+    for _ in range(steps):
+        lens = [len(p) + len(o) for p, o in zip(PROMPTS, outs, strict=True)]
+        ids = [o[-1] for o in outs]
+        if graphs is None:
+            meta = AttentionMetadata.build([1] * len(ids), lens, tables, BS)
+            hidden = model(torch.tensor(ids), torch.tensor(lens) - 1, cache, meta)
+            logits = model.compute_logits(hidden)
+        else:
+            logits = graphs.logits(ids, [n - 1 for n in lens], lens, tables)
+            assert logits is not None, "bucket 4 is compiled: 3 rows must use it"
+        logits_seen.append(logits)
+        for s, token in enumerate(logits.argmax(-1).tolist()):
+            outs[s].append(token)
+    return outs, torch.stack(logits_seen), cache
+
+
+def test_compiled_decode_matches_eager(compiled) -> None:
+    (want, want_logits, _), (got, got_logits, _), graphs, _ = compiled
+    assert graphs.ready == {4}
+    assert got == want
+    assert got_logits.shape == want_logits.shape == (6, len(PROMPTS), 49152)
+    spread = want_logits.max() - want_logits.min()
+    assert (got_logits - want_logits).abs().max() <= 0.02 * spread  # bf16 rounding, fused
+
+
+def test_compiled_decode_writes_the_same_cache(compiled) -> None:
+    """Keys/values of every real block match; only the scratch block takes the padding row."""
+    (_, _, want_cache), (_, _, got_cache), graphs, _ = compiled
+    real = slice(0, graphs.scratch_block)
+    for want, got in (
+        (want_cache.key_cache, got_cache.key_cache),
+        (want_cache.value_cache, got_cache.value_cache),
+    ):
+        torch.testing.assert_close(
+            got[:, real].float(), want[:, real].float(), atol=0.05, rtol=0.02
+        )
+        assert bool(want[:, graphs.scratch_block].eq(0).all())
+
+
+def test_compile_cache_dir_is_used(compiled) -> None:
+    *_, folder = compiled
+    assert any(Path(folder).rglob("*.py")), "inductor wrote its generated code to the cache dir"
+
+
+def test_default_cache_dir(monkeypatch) -> None:
+    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
+    assert cache_dir() == Path.home() / ".cache" / "infer" / "inductor"
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", "/somewhere")
+    assert cache_dir() == Path("/somewhere")
+
+
+def test_batches_without_a_compiled_bucket_fall_back(compiled) -> None:
+    *_, graphs, _ = compiled
+    assert graphs.bucket_for(4) == 4 and graphs.bucket_for(1) == 4
+    assert graphs.bucket_for(5) is None
+    assert graphs.logits([1] * 5, [0] * 5, [1] * 5, [[1]] * 5) is None
+
+
+def test_scratch_block_must_exist(tiny_bf16) -> None:
+    cache = new_cache(tiny_bf16)
+    with pytest.raises(ValueError, match="scratch block"):
+        DecodeGraphs(tiny_bf16.model, cache, cache.num_blocks)
