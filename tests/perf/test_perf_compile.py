@@ -14,8 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from infer_protocol import GenerateRequest, SamplingParams
+from infer_scheduler.engine import Engine
+from infer_scheduler.options import EngineOptions
 from infer_worker import AttentionMetadata, KVCache, load_model
-from infer_worker.compile import DecodeGraphs, cache_dir
+from infer_worker.compile import CompiledDecode, cache_dir
 from infer_worker.testing import write_tiny_llama
 
 BS = 4
@@ -39,7 +42,7 @@ def compiled(tiny_bf16, tmp_path_factory, cpp_kernel):
         eager = decode(tiny_bf16, None, steps=6)
         model = copy.deepcopy(tiny_bf16.model)
         cache = new_cache(tiny_bf16)
-        graphs = DecodeGraphs(model, cache, cache.num_blocks - 1, buckets=(4,), autotune_max=0)
+        graphs = CompiledDecode(model, cache, cache.num_blocks - 1, buckets=(4,), autotune_max=0)
         graphs.start(wait=True)
         got = decode(tiny_bf16, graphs, steps=6)
     return eager, got, graphs, folder
@@ -49,7 +52,7 @@ def new_cache(bundle) -> KVCache:
     return KVCache(bundle.config, len(PROMPTS) * 8 + 2, BS, bundle.dtype, "cpu")
 
 
-def decode(bundle, graphs: DecodeGraphs | None, steps: int):
+def decode(bundle, graphs: CompiledDecode | None, steps: int):
     """Greedy tokens, per-step logits and the final cache; prefill eager, decode via graphs."""
     model = bundle.model if graphs is None else graphs.model
     cache = new_cache(bundle) if graphs is None else graphs.kv_cache
@@ -120,4 +123,39 @@ def test_batches_without_a_compiled_bucket_fall_back(compiled) -> None:
 def test_scratch_block_must_exist(tiny_bf16) -> None:
     cache = new_cache(tiny_bf16)
     with pytest.raises(ValueError, match="scratch block"):
-        DecodeGraphs(tiny_bf16.model, cache, cache.num_blocks)
+        CompiledDecode(tiny_bf16.model, cache, cache.num_blocks)
+
+
+def engine_tokens(bundle, folder: Path, **options) -> tuple[dict[str, list[int]], Engine]:
+    """Greedy tokens of three requests decoded together by a real engine."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TORCHINDUCTOR_CACHE_DIR", str(folder))
+        engine = Engine(bundle, EngineOptions(kv_cache_tokens=256, block_size=BS, **options))
+    greedy = SamplingParams(temperature=0.0)
+    for i, prompt in enumerate(PROMPTS):
+        engine.add_request(
+            GenerateRequest(f"r{i}", prompt, max_tokens=6, sampling=greedy, ignore_eos=True)
+        )
+    tokens: dict[str, list[int]] = {}
+    while engine.has_work:
+        for delta in engine.step():
+            tokens.setdefault(delta.request_id, []).extend(delta.token_ids)
+    return tokens, engine
+
+
+def test_engine_compile_on_gives_eager_tokens(tiny_bf16, compiled) -> None:
+    """--compile on: the buckets are compiled before the engine serves, decode steps use them."""
+    *_, folder = compiled
+    want, plain = engine_tokens(tiny_bf16, folder)
+    got, engine = engine_tokens(tiny_bf16, folder, compile="on", compile_buckets=(4,))
+    assert plain.runner.compiled is None  # the default is off: nothing compiled
+    assert engine.runner.compiled.ready == {4} and engine.runner.compiled.steps >= 5
+    assert engine.runner.kv_cache.num_blocks == plain.runner.kv_cache.num_blocks + 1
+    assert got == want
+
+
+def test_compile_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="compile must be one of"):
+        EngineOptions(compile="fast")
+    with pytest.raises(ValueError, match="compile_buckets"):
+        EngineOptions(compile="auto", compile_buckets=(0, 4))

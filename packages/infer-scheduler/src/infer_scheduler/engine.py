@@ -54,7 +54,14 @@ class Engine:
         self.scheduler = Scheduler(
             self.cache, self.options.max_running, self.options.batch_tokens_for(bundle.device)
         )
-        self.runner = ModelRunner(bundle, num_blocks, bs, self.options.cuda_graphs)
+        self.runner = ModelRunner(
+            bundle,
+            num_blocks,
+            bs,
+            self.options.cuda_graphs,
+            self.options.compile,
+            self.options.compile_buckets,
+        )
         self.requests: dict[str, Request] = {}
         self.counters = EngineCounters()
         self._aborts: list[str] = []

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from infer_worker import KVCache, Sampler
+from infer_worker.compile import DEFAULT_BUCKETS, CompiledDecode
 from infer_worker.metadata import AttentionMetadata
 
 from .cuda_graphs import DecodeGraphs
@@ -22,17 +23,33 @@ class ModelRunner:
     """Owns the KV cache tensor and the sampler of one model."""
 
     def __init__(
-        self, bundle: Any, num_blocks: int, block_size: int, cuda_graphs: bool = False
+        self,
+        bundle: Any,
+        num_blocks: int,
+        block_size: int,
+        cuda_graphs: bool = False,
+        cpu_compile: str = "off",
+        compile_buckets: tuple[int, ...] = DEFAULT_BUCKETS,
     ) -> None:
         self.model = bundle.model
         self.device = bundle.device
         self.block_size = block_size
         graphs = cuda_graphs and bundle.device.type == "cuda"
-        # with CUDA graphs, block num_blocks (never in the pool) takes the padding rows
+        compiled = cpu_compile != "off" and bundle.device.type == "cpu"
+        # with CUDA graphs or compiled CPU steps, block num_blocks (never in the pool)
+        # takes the padding rows
         self.kv_cache = KVCache(
-            bundle.config, num_blocks + graphs, block_size, bundle.dtype, bundle.device
+            bundle.config,
+            num_blocks + (graphs or compiled),
+            block_size,
+            bundle.dtype,
+            bundle.device,
         )
         self.graphs = DecodeGraphs(self.model, self.kv_cache, num_blocks, True) if graphs else None
+        self.compiled: CompiledDecode | None = None
+        if compiled:  # "on": compile every bucket now; "auto": in the background
+            self.compiled = CompiledDecode(self.model, self.kv_cache, num_blocks, compile_buckets)
+            self.compiled.start(wait=cpu_compile == "on")
         self.sampler = Sampler(bundle.config.vocab_size, bundle.device)
 
     def run(self, items: list[tuple[Request, int]]) -> tuple[list[Request], Any]:
@@ -54,6 +71,10 @@ class ModelRunner:
             if start + n == req.num_tokens:
                 rows.append(len(ids) - 1)
                 sampling.append(req)
+        if self.compiled is not None and len(sampling) == len(items) == len(ids):
+            logits = self.compiled.logits(ids, positions, seq_lens, tables)
+            if logits is not None:  # a decode-only step a compiled bucket covers
+                return sampling, self._sample(logits, sampling)
         meta = AttentionMetadata.build(query_lens, seq_lens, tables, self.block_size, self.device)
         with torch.inference_mode():
             input_ids = torch.tensor(ids, dtype=torch.long, device=self.device)
@@ -66,11 +87,15 @@ class ModelRunner:
                 return [], None
             index = torch.tensor(rows, dtype=torch.long, device=self.device)
             logits = self.model.compute_logits(hidden[index])
-            out = self.sampler.sample(
+            out = self._sample(logits, sampling)
+        return sampling, out
+
+    def _sample(self, logits: torch.Tensor, sampling: list[Request]) -> Any:
+        with torch.inference_mode():
+            return self.sampler.sample(
                 logits,
                 [r.params for r in sampling],
                 [r.generator for r in sampling],
                 [r.prompt_ids for r in sampling],
                 [r.output_ids for r in sampling],
             )
-        return sampling, out

@@ -13,9 +13,12 @@ from dataclasses import dataclass
 import psutil
 import torch
 
+from infer_worker.compile import DEFAULT_BUCKETS
+
 CPU_MEMORY_FRACTION = 0.10
 CPU_MAX_TOKENS = 131072
 MIN_BLOCKS = 16
+COMPILE_MODES = ("off", "auto", "on")
 
 
 @dataclass
@@ -30,6 +33,8 @@ class EngineOptions:
     enable_prefix_cache: bool = True
     queue_capacity: int = 100
     cuda_graphs: bool = True  # on CUDA, decode steps replay captured graphs (cuda_graphs.py)
+    compile: str = "off"  # CPU: torch.compile'd decode steps (off, auto: background, on: at start)
+    compile_buckets: tuple[int, ...] = DEFAULT_BUCKETS  # decode batch sizes compiled (padded up)
 
     def __post_init__(self) -> None:
         if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
@@ -44,6 +49,10 @@ class EngineOptions:
             raise ValueError("block_size must be >= 1")
         if self.queue_capacity < 0:
             raise ValueError("queue_capacity must be >= 0")
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}")
+        if not self.compile_buckets or min(self.compile_buckets) < 1:
+            raise ValueError("compile_buckets must be batch sizes >= 1")
 
     def batch_tokens_for(self, device: torch.device) -> int:
         if self.max_batch_tokens is not None:

@@ -56,7 +56,7 @@ class _DecodeStep(nn.Module):
         )
 
 
-class DecodeGraphs:
+class CompiledDecode:
     """The compiled decode steps of one model over one KV cache."""
 
     def __init__(
@@ -77,6 +77,7 @@ class DecodeGraphs:
         self.max_positions = model.rotary.max_positions
         self.ready: set[int] = set()
         self.compile_seconds: dict[int, float] = {}
+        self.steps = 0  # decode steps run through a compiled graph
         self._thread: threading.Thread | None = None
         step = _DecodeStep(model)
         self._small = torch.compile(
@@ -130,6 +131,7 @@ class DecodeGraphs:
         if bucket is None or max(positions) >= self.max_positions:
             return None
         logits = self._run(bucket, ids, positions, seq_lens, tables)
+        self.steps += 1
         return logits[: len(ids)]
 
     def _run(self, bucket, ids, positions, seq_lens, tables) -> torch.Tensor:
