@@ -9,6 +9,8 @@ engine requests (see generation.Choice).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -44,15 +46,45 @@ class ClosingStreamingResponse(StreamingResponse):
             await self.body_iterator.aclose()  # type: ignore[attr-defined]
 
 
+async def _first_unless_gone(pieces: AsyncIterator[Piece], receive: Receive | None) -> Piece:
+    """The first piece; if the client disconnects first (its request may still wait in the
+    engine's queue), cancel the wait, which aborts the engine requests, and raise 499."""
+    if receive is None:
+        return await anext(pieces)
+
+    async def gone() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    first = asyncio.ensure_future(anext(pieces))
+    watch = asyncio.ensure_future(gone())
+    try:
+        await asyncio.wait({first, watch}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        left = watch.done() and not watch.cancelled()  # the disconnect message is used up
+        watch.cancel()
+        if left or not first.done():
+            first.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await first
+    if left:
+        raise APIError(499, "The client closed the request", code="client_closed_request")
+    return first.result()
+
+
 async def start_stream(
     pieces: AsyncIterator[Piece],
     opening: Callable[[], Iterable[dict]],
     on_piece: Callable[[Piece], Iterable[dict]],
     closing: Callable[[], Iterable[dict]],
+    receive: Receive | None = None,
 ) -> StreamingResponse:
-    """Prefetch the first piece (raising its APIError), then stream the rest as SSE."""
+    """Prefetch the first piece (raising its APIError), then stream the rest as SSE.
+
+    With the request's `receive`, a client that leaves before the first piece ends it.
+    """
     try:
-        first = await anext(pieces)
+        first = await _first_unless_gone(pieces, receive)
     except StopAsyncIteration:
         first = None
     except BaseException:

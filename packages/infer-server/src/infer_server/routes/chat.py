@@ -125,4 +125,4 @@ async def chat_completions(request: Request) -> Response:
             return []
         return [{**base, "object": "chat.completion.chunk", "choices": [], **stats}]
 
-    return await start_stream(merge(choices), opening, on_piece, closing)
+    return await start_stream(merge(choices), opening, on_piece, closing, request.receive)

@@ -120,4 +120,4 @@ async def completions(request: Request) -> Response:
             return []
         return [{**base, "object": "text_completion", "choices": [], **stats}]
 
-    return await start_stream(merge(choices), list, on_piece, closing)
+    return await start_stream(merge(choices), list, on_piece, closing, request.receive)
