@@ -158,6 +158,7 @@ class LlamaModel(nn.Module):
         )
         self.rotary = self._make_rotary()
         self.logits_int8: Int8Weight | None = None
+        self.logits_packed: torch.Tensor | None = None
 
     def use_int8(self, max_rows: int) -> None:
         """Give every linear (and the logits projection) an int8 copy used for <= max_rows rows."""
@@ -174,10 +175,13 @@ class LlamaModel(nn.Module):
                 module.use_wide(min_rows)
 
     def use_packed(self, batch_hint: int = 32) -> None:
-        """Give every layer linear a oneDNN-prepacked weight (CPU bf16/fp32 only)."""
+        """Give every layer linear, and the logits projection, a oneDNN-prepacked weight
+        (CPU bf16/fp32 only)."""
         for module in self.modules():
             if isinstance(module, Linear) and module is not self.lm_head:
                 module.use_packed(batch_hint)
+        weight = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+        self.logits_packed = pack_weight(weight, batch_hint)
 
     def _make_rotary(self) -> RotaryEmbedding:
         config = self.config
@@ -208,6 +212,9 @@ class LlamaModel(nn.Module):
         x = self.norm(hidden)
         if self.logits_int8 is not None and self.logits_int8.applies(x):
             return self.logits_int8.matmul(x).float()
+        if self.logits_packed is not None and x.dim() == 2:
+            packed = self.logits_packed
+            return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "").float()
         weight = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
         return F.linear(x, weight).float()
 
