@@ -45,6 +45,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU bf16: int8 weight-only linears for steps of at most this many tokens (0: off)",
     )
     p.add_argument(
+        "--compile",
+        default="off",
+        choices=["off", "auto", "on"],
+        help="CPU: torch.compile'd decode steps per batch bucket (auto: compiled in the "
+        "background while eager serves; on: before serving)",
+    )
+    p.add_argument(
+        "--compile-buckets",
+        type=batch_sizes,
+        default="1,4,8,16,32",
+        help="CPU --compile: decode batch sizes to compile (a batch pads up to a bucket)",
+    )
+    p.add_argument(
         "--served-model-name",
         action="append",
         default=[],
@@ -78,6 +91,17 @@ def build_parser() -> argparse.ArgumentParser:
         type=str.lower,
     )
     return p
+
+
+def batch_sizes(text: str) -> tuple[int, ...]:
+    """argparse type: comma-separated batch sizes >= 1, e.g. 1,4,8 -> (1, 4, 8)."""
+    try:
+        sizes = tuple(sorted({int(part) for part in text.split(",")}))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of batch sizes: {text!r}") from None
+    if sizes[0] < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {text!r}")
+    return sizes
 
 
 def build_model_info(
@@ -165,6 +189,8 @@ def _serve(args: argparse.Namespace) -> int:
             block_size=args.block_size,
             enable_prefix_cache=not args.no_prefix_cache,
             queue_capacity=args.queue_capacity,
+            compile=args.compile,
+            compile_buckets=args.compile_buckets,
         )
     except ValueError as exc:
         print(f"infer-scheduler: error: {exc}", file=sys.stderr)

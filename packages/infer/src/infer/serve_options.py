@@ -40,6 +40,8 @@ PASSTHROUGH: tuple[Passthrough, ...] = (
     Passthrough("device", "--device", (ENGINE,)),
     Passthrough("dtype", "--dtype", (ENGINE,)),
     Passthrough("int8_max_batch", "--int8-max-batch", (ENGINE,)),
+    Passthrough("compile", "--compile", (ENGINE,)),
+    Passthrough("compile_buckets", "--compile-buckets", (ENGINE,)),
     Passthrough("kv_cache_tokens", "--kv-cache-tokens", (ENGINE,)),
     Passthrough("gpu_memory_utilization", "--gpu-memory-utilization", (ENGINE,)),
     Passthrough("block_size", "--block-size", (ENGINE,)),
@@ -114,6 +116,17 @@ def fraction(text: str) -> float:
     return value
 
 
+def batch_sizes(text: str) -> str:
+    """argparse type: comma-separated batch sizes >= 1 (normalized, e.g. "1,4,8")."""
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of batch sizes: {text!r}") from None
+    if min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {text!r}")
+    return ",".join(map(str, sorted(set(sizes))))
+
+
 def device_name(text: str) -> str:
     """argparse type: auto, cpu, cuda or cuda:N."""
     if re.fullmatch(r"auto|cpu|cuda(:\d+)?", text):
@@ -170,6 +183,19 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
         type=non_negative_int,
         default=None,
         help="CPU bfloat16: int8 weight-only linears for steps of at most this many tokens (0: off)",
+    )
+    engine.add_argument(
+        "--compile",
+        choices=("off", "auto", "on"),
+        default=None,
+        help="CPU: torch.compile'd decode steps per batch bucket (auto: compiled in the "
+        "background while eager serves; on: before serving; default off)",
+    )
+    engine.add_argument(
+        "--compile-buckets",
+        type=batch_sizes,
+        default=None,
+        help="CPU --compile: decode batch sizes to compile, e.g. 1,4,8,16,32 (batches pad up)",
     )
     engine.add_argument(
         "--kv-cache-tokens", type=positive_int, default=None, help="KV cache capacity in tokens"
