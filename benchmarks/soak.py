@@ -94,9 +94,11 @@ async def sampler(pids: dict[str, int], every: float, stop: float, samples: list
     while True:
         row = {"t": round(loop.time() - t0, 1)}
         row.update({name: p.memory_info().rss / 2**20 for name, p in procs.items()})
+        row["load"] = os.getloadavg()[0]
         samples.append(row)
         print(
-            f"t={row['t']:6.1f}s engine={row['engine']:7.1f} MiB gateway={row['gateway']:7.1f} MiB",
+            f"t={row['t']:6.1f}s engine={row['engine']:7.1f} MiB gateway={row['gateway']:7.1f} MiB"
+            f" load={row['load']:.1f}",
             flush=True,
         )
         if loop.time() >= stop:
@@ -205,7 +207,12 @@ def main() -> int:
     result["verdict"] = verdict(result["samples"], args.warmup, args.tolerance_mib)
     result["args"] = {k: str(v) for k, v in vars(args).items()}
     result["load_average"] = os.getloadavg()
-    print(json.dumps({k: result[k] for k in ("outcomes", "verdict", "load_average")}, indent=2))
+    loads = [s["load"] for s in result["samples"]]
+    result["load_average_during"] = {"min": min(loads), "max": max(loads)}
+    engine_log = (work / "engine.log").read_text(errors="replace")
+    result["engine_malloc_arenas_limited"] = "malloc arenas limited" in engine_log
+    keys = ("outcomes", "verdict", "load_average_during", "engine_malloc_arenas_limited")
+    print(json.dumps({k: result[k] for k in keys}, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     shutil.rmtree(work, ignore_errors=True)
