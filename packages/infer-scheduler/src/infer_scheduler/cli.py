@@ -45,6 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU bf16: int8 weight-only linears for steps of at most this many tokens (0: off)",
     )
     p.add_argument(
+        "--float32-min-batch",
+        type=int,
+        default=64,
+        help="CPU bf16: float32 GEMMs (faster than bf16 here) for steps of at least this many "
+        "tokens, i.e. prefill (0: off)",
+    )
+    p.add_argument(
         "--compile",
         default="off",
         choices=["off", "auto", "on"],
@@ -209,7 +216,12 @@ def _serve(args: argparse.Namespace) -> int:
     except ModelLoadError as exc:
         log.error("could not load model: %s", exc)
         return 1
-    fast = prepare_cpu_serving(bundle.model, bundle.dtype, max(0, args.int8_max_batch))
+    fast = prepare_cpu_serving(
+        bundle.model,
+        bundle.dtype,
+        max(0, args.int8_max_batch),
+        max(0, args.float32_min_batch),
+    )
     if fast:
         log.info("CPU fast paths: %s", ", ".join(fast))
     engine = Engine(bundle, options)

@@ -40,6 +40,7 @@ PASSTHROUGH: tuple[Passthrough, ...] = (
     Passthrough("device", "--device", (ENGINE,)),
     Passthrough("dtype", "--dtype", (ENGINE,)),
     Passthrough("int8_max_batch", "--int8-max-batch", (ENGINE,)),
+    Passthrough("float32_min_batch", "--float32-min-batch", (ENGINE,)),
     Passthrough("compile", "--compile", (ENGINE,)),
     Passthrough("compile_buckets", "--compile-buckets", (ENGINE,)),
     Passthrough("kv_cache_tokens", "--kv-cache-tokens", (ENGINE,)),
@@ -183,6 +184,13 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
         type=non_negative_int,
         default=None,
         help="CPU bfloat16: int8 weight-only linears for steps of at most this many tokens (0: off)",
+    )
+    engine.add_argument(
+        "--float32-min-batch",
+        type=non_negative_int,
+        default=None,
+        help="CPU bfloat16: float32 GEMMs for steps of at least this many tokens, i.e. prefill "
+        "(0: off; default 64)",
     )
     engine.add_argument(
         "--compile",
