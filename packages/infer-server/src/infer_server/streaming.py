@@ -30,6 +30,27 @@ def sse(obj: dict) -> bytes:
     return b"data: " + json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
 
+class TextEvent:
+    """The SSE bytes of one chunk shape whose only varying field is a text string.
+
+    The chunk is encoded once with a placeholder; `render(text)` splices the JSON
+    string of `text` in, so a streamed token costs one short `json.dumps`
+    instead of encoding the whole chunk. Invariant: render(t) == sse(chunk with t).
+    """
+
+    PLACEHOLDER = "\x00text\x00"
+
+    def __init__(self, chunk: dict) -> None:
+        encoded = sse(chunk)
+        marker = json.dumps(self.PLACEHOLDER).encode()
+        if encoded.count(marker) != 1:
+            raise ValueError("the chunk must hold the placeholder text exactly once")
+        self._head, self._tail = encoded.split(marker)
+
+    def render(self, text: str) -> bytes:
+        return self._head + json.dumps(text, ensure_ascii=False).encode() + self._tail
+
+
 class ClosingStreamingResponse(StreamingResponse):
     """Closes its body iterator however the response ends.
 
@@ -75,13 +96,14 @@ async def _first_unless_gone(pieces: AsyncIterator[Piece], receive: Receive | No
 async def start_stream(
     pieces: AsyncIterator[Piece],
     opening: Callable[[], Iterable[dict]],
-    on_piece: Callable[[Piece], Iterable[dict]],
+    on_piece: Callable[[Piece], Iterable[dict | bytes]],
     closing: Callable[[], Iterable[dict]],
     receive: Receive | None = None,
 ) -> StreamingResponse:
     """Prefetch the first piece (raising its APIError), then stream the rest as SSE.
 
-    With the request's `receive`, a client that leaves before the first piece ends it.
+    `on_piece` gives chunk dicts or ready SSE bytes (a TextEvent's). With the
+    request's `receive`, a client that leaves before the first piece ends it.
     """
     try:
         first = await _first_unless_gone(pieces, receive)
@@ -97,10 +119,10 @@ async def start_stream(
                 yield sse(chunk)
             if first is not None:
                 for chunk in on_piece(first):
-                    yield sse(chunk)
+                    yield chunk if isinstance(chunk, bytes) else sse(chunk)
                 async for piece in pieces:
                     for chunk in on_piece(piece):
-                        yield sse(chunk)
+                        yield chunk if isinstance(chunk, bytes) else sse(chunk)
             for chunk in closing():
                 yield sse(chunk)
         except APIError as exc:

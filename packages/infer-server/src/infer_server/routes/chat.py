@@ -10,7 +10,7 @@ from ..generation import Piece, merge, total_stats
 from ..http import read_json
 from ..metrics import RequestMetrics
 from ..state import gateway
-from ..streaming import start_stream
+from ..streaming import TextEvent, start_stream
 from ..templates import TemplateError
 from ..validation import parse_chat, resolve_max_tokens
 from .common import (
@@ -99,9 +99,21 @@ async def chat_completions(request: Request) -> Response:
             for c in choices
         ]
 
-    def on_piece(piece: Piece) -> list[dict]:
+    text_events: dict[int, TextEvent] = {}
+
+    def text_event(index: int) -> TextEvent:
+        """The common chunk (text only, no logprobs, not the last) of choice `index`."""
+        if index not in text_events:
+            delta = {"content": TextEvent.PLACEHOLDER}
+            choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
+            text_events[index] = TextEvent(chunk(choice))
+        return text_events[index]
+
+    def on_piece(piece: Piece) -> list[dict | bytes]:
         if not piece.text and piece.finish_reason is None and not piece.logprobs:
             return []
+        if piece.finish_reason is None and not piece.logprobs:
+            return [text_event(piece.index).render(piece.text)]
         lp = (
             {"content": [chat_logprob(model, e) for e in piece.logprobs]}
             if piece.logprobs

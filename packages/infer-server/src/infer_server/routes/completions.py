@@ -10,7 +10,7 @@ from ..generation import Piece, merge, total_stats
 from ..http import read_json
 from ..metrics import RequestMetrics
 from ..state import gateway
-from ..streaming import start_stream
+from ..streaming import TextEvent, start_stream
 from ..validation import parse_completion, resolve_max_tokens
 from .common import (
     CompletionLogprobs,
@@ -97,11 +97,27 @@ async def completions(request: Request) -> Response:
     def chunk(choice: dict) -> dict:
         return {**base, "object": "text_completion", "choices": [choice], **usage_field}
 
-    def on_piece(piece: Piece) -> list[dict]:
+    text_events: dict[int, TextEvent] = {}
+
+    def text_event(index: int) -> TextEvent:
+        """The common chunk (text only, no logprobs, not the last) of choice `index`."""
+        if index not in text_events:
+            choice = {
+                "index": index,
+                "text": TextEvent.PLACEHOLDER,
+                "logprobs": None,
+                "finish_reason": None,
+            }
+            text_events[index] = TextEvent(chunk(choice))
+        return text_events[index]
+
+    def on_piece(piece: Piece) -> list[dict | bytes]:
         text = pending_echo[piece.index] + piece.text
         pending_echo[piece.index] = ""
         if not text and piece.finish_reason is None and not piece.logprobs:
             return []
+        if piece.finish_reason is None and not s.logprobs:
+            return [text_event(piece.index).render(text)]
         lp = builders[piece.index].build(piece.logprobs or []) if s.logprobs else None
         return [
             chunk(
