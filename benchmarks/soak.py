@@ -209,9 +209,7 @@ def main() -> int:
     result["load_average"] = os.getloadavg()
     loads = [s["load"] for s in result["samples"]]
     result["load_average_during"] = {"min": min(loads), "max": max(loads)}
-    engine_log = (work / "engine.log").read_text(errors="replace")
-    result["engine_malloc_arenas_limited"] = "malloc arenas limited" in engine_log
-    keys = ("outcomes", "verdict", "load_average_during", "engine_malloc_arenas_limited")
+    keys = ("outcomes", "verdict", "load_average_during")
     print(json.dumps({k: result[k] for k in keys}, indent=2))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))

@@ -25,7 +25,6 @@ def running(pids: list[int]) -> list[int]:
 @pytest.mark.parametrize("when", ["loading", "serving"])
 def test_sigterm_stops_the_kernel_build(tiny, rel_dir, tmp_path, monkeypatch, when):
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path / "ext"))
-    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
     engine = Engine(tiny, f"ipc://{rel_dir}/exit-{when}.ipc")
     try:
         if when == "serving":
@@ -45,6 +44,5 @@ def test_sigterm_stops_the_kernel_build(tiny, rel_dir, tmp_path, monkeypatch, wh
         code = engine.wait_exit(20)
         assert code in (0, 128 + signal.SIGTERM), engine.output
         assert not running(pids), f"left running after the engine exited: {running(pids)}"
-        assert "malloc arenas limited to 2" in engine.output  # see test_rel_malloc.py
     finally:
         engine.stop()

@@ -14,8 +14,6 @@ from typing import Any
 
 from infer_protocol import ModelInfo
 
-from .malloc_arenas import DEFAULT_ARENAS, limit_arenas
-
 DEFAULT_ENDPOINT = "ipc:///tmp/rustinfer.ipc"
 log = logging.getLogger("infer_scheduler")
 
@@ -160,9 +158,6 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    # before any thread exists (torch's pool, zmq's I/O thread): glibc fixes it then
-    if limit_arenas():
-        log.info("malloc arenas limited to %d (MALLOC_ARENA_MAX overrides)", DEFAULT_ARENAS)
     # until the server takes over these signals, stop by unwinding (so `finally` runs)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
