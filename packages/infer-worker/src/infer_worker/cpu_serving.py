@@ -20,7 +20,7 @@ import torch
 
 from .attention_cpp import start_build
 from .model import LlamaModel
-from .wide_gemm import DEFAULT_MIN_ROWS
+from .wide_gemm import DEFAULT_MIN_ROWS, cpu_has_amx
 
 log = logging.getLogger("infer_worker")
 
@@ -50,8 +50,9 @@ def prepare_cpu_serving(
     """Turn on the CPU fast paths for a bf16 model; returns the names of those turned on.
 
     float32 and non-CPU models are left as they are (exactness first). int8_rows = 0
-    keeps the bf16 weights for every batch size; wide_rows = 0 keeps bf16 GEMMs for
-    prefill-sized steps too (else steps of >= wide_rows tokens use float32 GEMMs).
+    keeps the bf16 weights for every batch size; wide_rows = 0 (or a CPU with AMX, whose
+    bf16 GEMMs are the fast ones) keeps bf16 GEMMs for prefill-sized steps too (else
+    steps of >= wide_rows tokens use float32 GEMMs).
     """
     enabled: list[str] = []
     device = model.embed_tokens.weight.device
@@ -64,7 +65,7 @@ def prepare_cpu_serving(
     try:
         model.use_packed()
         enabled.append("onednn-packed-linears")
-        if wide_rows > 0:
+        if wide_rows > 0 and not cpu_has_amx():
             model.use_wide(wide_rows)
             enabled.append(f"float32-gemm(batch>={wide_rows})")
     except RuntimeError as exc:  # a torch build without mkldnn
