@@ -59,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--compile-buckets",
         type=batch_sizes,
-        default="1,4,8,16,32",
+        default="1,4,8",
         help="CPU --compile: decode batch sizes to compile (a batch pads up to a bucket)",
     )
     p.add_argument(

@@ -17,6 +17,8 @@ Invariant: the compiled path computes what `LlamaModel.forward` +
 
 from __future__ import annotations
 
+import atexit
+import gc
 import logging
 import os
 import threading
@@ -33,7 +35,7 @@ from .model import LlamaModel
 
 log = logging.getLogger("infer_worker")
 
-DEFAULT_BUCKETS = (1, 4, 8, 16, 32)
+DEFAULT_BUCKETS = (1, 4, 8)  # the int8 buckets: clear gains, FX-graph-cached
 AUTOTUNE_MAX_BUCKET = 8  # research: max-autotune wins at small batches, loses at 32
 
 
@@ -89,6 +91,7 @@ class CompiledDecode:
     def start(self, wait: bool = False) -> None:
         """Compile every bucket (smallest first) in a background thread; join it if wait."""
         if self._thread is None:
+            atexit.register(gc.unfreeze)  # let the last collection free what _compile_all froze
             os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir()))
             self._thread = threading.Thread(target=self._compile_all, name="decode-compile")
             self._thread.daemon = True
@@ -108,6 +111,10 @@ class CompiledDecode:
                 log.exception("compiling the decode step for batch %d failed; eager stays", bucket)
                 return
             self.compile_seconds[bucket] = time.monotonic() - started
+            # compiling leaves millions of long-lived Python objects (graphs, caches): out
+            # of the collector's sight, or every full collection stalls steps for seconds
+            gc.collect()
+            gc.freeze()
             self.ready.add(bucket)
             log.info(
                 "compiled decode step batch=%d in %.1f s", bucket, self.compile_seconds[bucket]

@@ -203,7 +203,7 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
         "--compile-buckets",
         type=batch_sizes,
         default=None,
-        help="CPU --compile: decode batch sizes to compile, e.g. 1,4,8,16,32 (batches pad up)",
+        help="CPU --compile: decode batch sizes to compile, e.g. 1,4,8 (batches pad up)",
     )
     engine.add_argument(
         "--kv-cache-tokens", type=positive_int, default=None, help="KV cache capacity in tokens"
