@@ -19,9 +19,9 @@ from infer_worker.cpu_serving import prepare_cpu_serving
 from infer_worker.testing import write_tiny_llama
 from infer_worker.wide_gemm import Float32Weight, cpu_has_amx
 
-# three prompts of 70+ tokens each: their prefills are wide enough for the float32 path
+# two prompts of 70+ tokens: their prefills are wide enough for the float32 path
 BASE = [504, 3458, 282, 4649, 314, 216, 1345, 282, 9569, 30, 19556, 28, 638, 457, 346, 47]
-PROMPTS = [[1, *(BASE * 5)[i : i + 70]] for i in (0, 3, 7)]
+PROMPTS = [[1, *(BASE * 5)[i : i + 70]] for i in (0, 7)]
 
 
 @pytest.fixture(scope="module")
@@ -53,8 +53,8 @@ def test_float32_weight_applies_only_to_wide_bf16_inputs() -> None:
 
 def test_wide_prefill_keeps_greedy_tokens(bf16_bundle, packed_and_wide) -> None:
     packed, wide = packed_and_wide
-    want, want_logits = greedy(packed, bf16_bundle, PROMPTS, steps=2)
-    got, got_logits = greedy(wide, bf16_bundle, PROMPTS, steps=2)
+    want, want_logits = greedy(packed, bf16_bundle, PROMPTS, steps=1)
+    got, got_logits = greedy(wide, bf16_bundle, PROMPTS, steps=1)
     spread = want_logits.max() - want_logits.min()
     assert (got_logits - want_logits).abs().max() < 0.03 * spread
     assert [g[0] for g in got] == [w[0] for w in want]
