@@ -18,6 +18,7 @@ from .config import ModelConfig
 from .int8 import Int8Weight, pack_weight
 from .kv_cache import KVCache
 from .metadata import AttentionMetadata
+from .onednn_rows import packed_linear
 from .rope import RotaryEmbedding, apply_rotary, inv_frequencies
 from .wide_gemm import Float32Weight
 
@@ -59,7 +60,7 @@ class Linear(nn.Linear):
         if wide is not None and wide.applies(x):
             return wide.matmul(x)
         if self.packed is not None and x.dim() == 2:
-            return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+            return packed_linear(x, self.packed, self.bias)
         return F.linear(x, self.weight, self.bias)
 
 
@@ -214,7 +215,7 @@ class LlamaModel(nn.Module):
             return self.logits_int8.matmul(x).float()
         if self.logits_packed is not None and x.dim() == 2:
             packed = self.logits_packed
-            return torch.ops.mkldnn._linear_pointwise(x, packed, None, "none", [], "").float()
+            return packed_linear(x, packed, None).float()
         weight = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
         return F.linear(x, weight).float()
 

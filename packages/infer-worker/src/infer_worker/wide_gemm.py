@@ -19,6 +19,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .onednn_rows import packed_linear
+
 DEFAULT_MIN_ROWS = 64
 
 
@@ -40,7 +42,7 @@ class Float32Weight(nn.Module):
 
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         """x [M, K] @ weight.T (+ bias) -> [M, N] in x's dtype, computed in float32."""
-        out = torch.ops.mkldnn._linear_pointwise(x.float(), self.packed, self.bias, "none", [], "")
+        out = packed_linear(x.float(), self.packed, self.bias)
         return out.to(x.dtype)
 
 

@@ -1,0 +1,91 @@
+"""The engine's oneDNN linears see a bounded set of shapes (onednn_rows.py).
+
+oneDNN caches one compiled primitive (a few hundred KiB of malloc heap) per
+GEMM shape. Fed every row count from 1 to 512 unpadded, those caches grew
+the engine's heap by hundreds of MiB over minutes and then churned (the soak's
+creep). Padded to buckets, a full sweep of row counts adds a few dozen shapes
+once, and a second sweep adds nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import pytest
+import torch
+
+from infer_worker.model import Linear
+from infer_worker.onednn_rows import bucket_rows, packed_linear
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def _malloc_in_use_mib() -> float:
+    libc = ctypes.CDLL("libc.so.6")
+    libc.mallinfo2.restype = _MallInfo2
+    info = libc.mallinfo2()
+    return (info.uordblks + info.hblkhd) / 2**20
+
+
+def test_buckets_cover_and_stay_few() -> None:
+    buckets = {bucket_rows(m) for m in range(1, 2049)}
+    assert all(bucket_rows(m) >= m for m in range(1, 2049))
+    assert all(bucket_rows(m) == m for m in range(1, 17))
+    assert bucket_rows(17) == 32 and bucket_rows(512) == 512 and bucket_rows(513) == 576
+    assert len({bucket_rows(m) for m in range(1, 513)}) <= 48
+    assert len(buckets) <= 80
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_padded_rows_give_the_unpadded_result(dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    weight = (torch.randn(96, 64) * 0.1).to(dtype)
+    bias = torch.randn(96).to(dtype)
+    packed = torch.ops.mkldnn._reorder_linear_weight(weight, 32)
+    for m in (1, 5, 17, 40, 65, 130):
+        x = torch.randn(m, 64).to(dtype)
+        out = packed_linear(x, packed, bias)
+        assert out.shape == (m, 96) and out.dtype == dtype
+        ref = (x.float() @ weight.float().T + bias.float()).to(dtype)
+        torch.testing.assert_close(out, ref, rtol=2e-2, atol=2e-2)
+
+
+def test_a_sweep_of_row_counts_does_not_grow_the_heap_again() -> None:
+    """Every row count 1..512 through a packed bf16 linear: the second sweep allocates nothing."""
+    torch.manual_seed(0)
+    linear = Linear(256, 384, bias=False)
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(384, 256) * 0.05)
+    linear = linear.to(torch.bfloat16)
+    linear.use_packed(32)
+    inputs = [torch.randn(m, 256).to(torch.bfloat16) for m in range(1, 513)]
+
+    def sweep() -> None:
+        with torch.inference_mode():
+            for x in inputs:
+                linear(x)
+
+    before = _malloc_in_use_mib()
+    sweep()
+    first = _malloc_in_use_mib() - before
+    sweep()
+    second = _malloc_in_use_mib() - before - first
+    # 512 distinct shapes would cache ~512 primitives (~100+ MiB); buckets cache < 48
+    assert first < 40, f"the first sweep kept {first:.1f} MiB"
+    assert abs(second) < 2, f"the second sweep grew the heap by {second:.1f} MiB"
