@@ -8,9 +8,10 @@ and rebuild entries for ever, and the heap creeps with the churn. Padding
 the rows up to a bucket keeps the shapes few (each cached once, early).
 
 Invariant: `bucket_rows(m) >= m`; rows up to EXACT_ROWS are their own
-bucket, larger ones round up to a multiple of ROW_STEP (WIDE_STEP past
-WIDE_ROWS); the padded rows are zeros and are cut from the output, so each
-real row's result is the GEMM of that row alone.
+bucket, larger ones round up to one of STEPS_PER_DOUBLING evenly spaced
+sizes per power of two (so less than 1/8 extra rows, and 56 buckets for
+1..512 rows); the padded rows are zeros and are cut from the output, so
+each real row's result is the GEMM of that row alone.
 """
 
 from __future__ import annotations
@@ -18,16 +19,15 @@ from __future__ import annotations
 import torch
 
 EXACT_ROWS = 16
-ROW_STEP = 16
-WIDE_ROWS = 512
-WIDE_STEP = 64
+STEPS_PER_DOUBLING = 8
 
 
 def bucket_rows(m: int) -> int:
     """The padded row count for an input of m rows."""
     if m <= EXACT_ROWS:
         return m
-    step = ROW_STEP if m <= WIDE_ROWS else WIDE_STEP
+    # m in (2**k, 2**(k+1)]: a step of 2**k / STEPS_PER_DOUBLING
+    step = (1 << ((m - 1).bit_length() - 1)) // STEPS_PER_DOUBLING
     return -(-m // step) * step
 
 
