@@ -120,6 +120,7 @@ def test_options_map_to_the_child_flags():
             "9001",
             "--device",
             "cpu",
+            "--enforce-eager",
             "--no-prefix-cache",
             "--served-model-name",
             "a",
@@ -138,7 +139,7 @@ def test_options_map_to_the_child_flags():
     gateway = serve_options.gateway_args(args, "ipc:///t/e.ipc")
     assert engine == [
         "--model", "/m/x.gguf", "--endpoint", "ipc:///t/e.ipc", "--device", "cpu",
-        "--no-prefix-cache", "--served-model-name", "a", "--served-model-name", "b",
+        "--enforce-eager", "--no-prefix-cache", "--served-model-name", "a", "--served-model-name", "b",
         "--log-level", "debug",
     ]  # fmt: skip
     assert gateway == [

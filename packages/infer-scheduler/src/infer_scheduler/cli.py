@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="CPU --compile: decode batch sizes to compile (a batch pads up to a bucket)",
     )
     p.add_argument(
+        "--enforce-eager",
+        action="store_true",
+        help="CUDA: run decode steps eagerly instead of replaying captured CUDA graphs",
+    )
+    p.add_argument(
         "--served-model-name",
         action="append",
         default=[],
@@ -193,6 +198,7 @@ def _serve(args: argparse.Namespace) -> int:
             queue_capacity=args.queue_capacity,
             compile=args.compile,
             compile_buckets=args.compile_buckets,
+            cuda_graphs=not args.enforce_eager,
         )
     except ValueError as exc:
         print(f"infer-scheduler: error: {exc}", file=sys.stderr)

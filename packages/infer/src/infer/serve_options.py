@@ -43,6 +43,7 @@ PASSTHROUGH: tuple[Passthrough, ...] = (
     Passthrough("float32_min_batch", "--float32-min-batch", (ENGINE,)),
     Passthrough("compile", "--compile", (ENGINE,)),
     Passthrough("compile_buckets", "--compile-buckets", (ENGINE,)),
+    Passthrough("enforce_eager", "--enforce-eager", (ENGINE,), "flag"),
     Passthrough("kv_cache_tokens", "--kv-cache-tokens", (ENGINE,)),
     Passthrough("gpu_memory_utilization", "--gpu-memory-utilization", (ENGINE,)),
     Passthrough("block_size", "--block-size", (ENGINE,)),
@@ -204,6 +205,12 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
         type=batch_sizes,
         default=None,
         help="CPU --compile: decode batch sizes to compile, e.g. 1,4,8 (batches pad up)",
+    )
+    engine.add_argument(
+        "--enforce-eager",
+        action="store_true",
+        default=False,
+        help="CUDA: decode steps run eagerly instead of replaying captured CUDA graphs",
     )
     engine.add_argument(
         "--kv-cache-tokens", type=positive_int, default=None, help="KV cache capacity in tokens"
