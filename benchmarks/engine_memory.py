@@ -12,7 +12,6 @@ the top Python allocation growth between warm-up and the end.
 from __future__ import annotations
 
 import argparse
-import ctypes
 import gc
 import json
 import random
@@ -25,28 +24,7 @@ from pathlib import Path
 import psutil
 
 from infer_protocol import GenerateRequest, SamplingParams
-
-
-class MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )
-    ]
-
-
-LIBC = ctypes.CDLL("libc.so.6")
-LIBC.mallinfo2.restype = MallInfo2
+from infer_worker.heap import malloc_stats
 
 
 def heap_kib() -> int:
@@ -61,16 +39,16 @@ def heap_kib() -> int:
 
 
 def sample(engine, done: int, t0: float) -> dict:
-    mi = LIBC.mallinfo2()
+    mi = malloc_stats()
     cache = engine.cache.cache
     return {
         "t": round(time.monotonic() - t0, 1),
         "done": done,
         "rss": round(psutil.Process().memory_info().rss / 2**20, 1),
         "heap": round(heap_kib() / 1024, 1),
-        "arena_used": round(mi.uordblks / 2**20, 1),
-        "arena_free": round(mi.fordblks / 2**20, 1),
-        "mmapped": round(mi.hblkhd / 2**20, 1),
+        "arena_used": round(mi["arena_used"], 1),
+        "arena_free": round(mi["arena_free"], 1),
+        "mmapped": round(mi["mmapped"], 1),
         "objects": len(gc.get_objects()),
         "requests": len(engine.requests),
         "nodes": cache.node_count if cache else 0,

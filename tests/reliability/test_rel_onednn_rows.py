@@ -9,38 +9,17 @@ once, and a second sweep adds nothing.
 
 from __future__ import annotations
 
-import ctypes
-
 import pytest
 import torch
 
+from infer_worker.heap import malloc_stats
 from infer_worker.model import Linear
 from infer_worker.onednn_rows import bucket_rows, packed_linear
 
 
-class _MallInfo2(ctypes.Structure):
-    _fields_ = [
-        (name, ctypes.c_size_t)
-        for name in (
-            "arena",
-            "ordblks",
-            "smblks",
-            "hblks",
-            "hblkhd",
-            "usmblks",
-            "fsmblks",
-            "uordblks",
-            "fordblks",
-            "keepcost",
-        )
-    ]
-
-
 def _malloc_in_use_mib() -> float:
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallinfo2.restype = _MallInfo2
-    info = libc.mallinfo2()
-    return (info.uordblks + info.hblkhd) / 2**20
+    stats = malloc_stats()
+    return stats["arena_used"] + stats["mmapped"]
 
 
 def test_buckets_cover_and_stay_few() -> None:
