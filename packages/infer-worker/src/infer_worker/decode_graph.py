@@ -105,5 +105,4 @@ def decode_logits(
     h = model.norm(x)
     if model.logits_int8 is not None and model.logits_int8.applies(h):
         return model.logits_int8.matmul(h).float()
-    weight = model.embed_tokens.weight if model.lm_head is None else model.lm_head.weight
-    return F.linear(h, weight).float()
+    return F.linear(h, model.logits_weight).float()

@@ -161,13 +161,17 @@ class LlamaModel(nn.Module):
         self.logits_int8: Int8Weight | None = None
         self.logits_packed: torch.Tensor | None = None
 
+    @property
+    def logits_weight(self) -> torch.Tensor:
+        """The logits projection's weight: lm_head's, or the tied embedding's."""
+        return self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+
     def use_int8(self, max_rows: int) -> None:
         """Give every linear (and the logits projection) an int8 copy used for <= max_rows rows."""
         for module in self.modules():
             if isinstance(module, Linear) and module is not self.lm_head:
                 module.use_int8(max_rows)
-        weight = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
-        self.logits_int8 = Int8Weight(weight, max_rows)
+        self.logits_int8 = Int8Weight(self.logits_weight, max_rows)
 
     def use_wide(self, min_rows: int) -> None:
         """Give every layer linear a float32 copy used for inputs of >= min_rows rows (prefill)."""
@@ -181,8 +185,7 @@ class LlamaModel(nn.Module):
         for module in self.modules():
             if isinstance(module, Linear) and module is not self.lm_head:
                 module.use_packed(batch_hint)
-        weight = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
-        self.logits_packed = pack_weight(weight, batch_hint)
+        self.logits_packed = pack_weight(self.logits_weight, batch_hint)
 
     def _make_rotary(self) -> RotaryEmbedding:
         config = self.config
@@ -214,10 +217,8 @@ class LlamaModel(nn.Module):
         if self.logits_int8 is not None and self.logits_int8.applies(x):
             return self.logits_int8.matmul(x).float()
         if self.logits_packed is not None and x.dim() == 2:
-            packed = self.logits_packed
-            return packed_linear(x, packed, None).float()
-        weight = self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
-        return F.linear(x, weight).float()
+            return packed_linear(x, self.logits_packed, None).float()
+        return F.linear(x, self.logits_weight).float()
 
     def load_hf_weights(self, tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Copy weights named as in transformers' LlamaForCausalLM into this model.
