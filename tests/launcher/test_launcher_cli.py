@@ -149,6 +149,18 @@ def test_options_map_to_the_child_flags():
     ]  # fmt: skip
 
 
+@pytest.mark.parametrize(("given", "passed"), [("all", "all"), ("0", "0"), ("16", "16")])
+def test_int8_max_batch_takes_a_count_or_all(given, passed):
+    parser, _, _ = build_parser(with_bench=False)
+    args = parser.parse_args(["serve", "--int8-max-batch", given])
+    assert serve_options.engine_args(args, "E")[-2:] == ["--int8-max-batch", passed]
+
+
+def test_int8_max_batch_rejects_other_words(cli):
+    result = cli("infer", "serve", "--int8-max-batch", "some")
+    assert result.returncode == 2 and "--int8-max-batch" in result.stderr
+
+
 def test_unset_options_are_not_passed():
     parser, _, _ = build_parser(with_bench=False)
     args = parser.parse_args(["serve"])

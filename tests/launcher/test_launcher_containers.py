@@ -205,6 +205,7 @@ def test_environment_variables_are_read_by_the_process(service):
         "NVIDIA_VISIBLE_DEVICES",
         "NVIDIA_DRIVER_CAPABILITIES",
         "OMP_WAIT_POLICY",
+        "GOMP_SPINCOUNT",
     }
     for name in sorted(names - runtime):
         assert f'"{name}"' in source, f"{service}: {name} is not read by {module}"

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from infer_worker import ModelBundle, load_model
-from infer_worker.attention_cpp import start_build
+from infer_worker.cpp_kernels import start_build
 from infer_worker.testing import write_tiny_llama
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from infer_worker.attention_cpp import decode_kernel
 from infer_worker.attention_cpu import decode_torch
+from infer_worker.cpp_kernels import decode_kernel
 
 
 def random_case(dtype: torch.dtype, lens: list[int], heads: int, kv_heads: int, dim: int):
@@ -79,7 +79,7 @@ def test_stale_build_directories_are_removed(tmp_path) -> None:
     import os
     import time
 
-    from infer_worker.attention_cpp import _remove_stale_builds
+    from infer_worker.cpp_kernels import _remove_stale_builds
 
     old, new = tmp_path / "tmpold", tmp_path / "tmpnew"
     old.mkdir()

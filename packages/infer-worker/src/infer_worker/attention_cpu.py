@@ -3,7 +3,7 @@
 Decodes (one query token) of all sequences are done together: their pages
 are gathered at once, GQA is folded into one batched matmul, and one masked
 softmax covers the batch; on the CPU, once the C++ kernel of
-attention_cpp.py is built, decodes read the pages in place instead. Each prefill chunk (several query tokens, maybe
+cpp_kernels.py is built, decodes read the pages in place instead. Each prefill chunk (several query tokens, maybe
 after a cached prefix) runs through scaled_dot_product_attention with an
 offset causal mask.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .attention_cpp import decode_kernel
+from .cpp_kernels import decode_kernel
 from .metadata import AttentionMetadata
 
 

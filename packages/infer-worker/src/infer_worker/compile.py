@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .attention_cpp import start_build
+from .cpp_kernels import start_build
 from .decode_graph import decode_logits
 from .kv_cache import KVCache
 from .model import LlamaModel

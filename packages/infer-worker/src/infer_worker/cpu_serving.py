@@ -2,29 +2,32 @@
 
 Measured on the 2-core AVX-512-bf16 CI machine class (docs/benchmarks.md,
 "CPU engine speed (issue 8)"): bf16 halves the weight bytes a decode step
-streams; int8 weight-only linears are faster up to batch ~8 and no faster at
-32; oneDNN-prepacked weights beat plain F.linear for larger batches; steps of
-prefill size (>= 64 tokens) run their linears as float32 GEMMs, which oneDNN
-runs 1.5-2x faster than bf16 ones on that machine (wide_gemm.py). float32
-stays available (and token-exact with transformers) with `--dtype float32`,
-which leaves the model untouched.
+streams; by default every linear is int8 (int8.py: weight-only at 1-2 rows,
+W8A8 with two-pass activations above, 1.7x faster than bf16 at 32 rows and as
+close to float32's greedy tokens as bf16 itself). With `--int8-max-batch N`
+larger steps use oneDNN-prepacked bf16 weights, and steps of prefill size
+(>= 64 tokens) float32 GEMMs, which oneDNN runs 1.5-2x faster than bf16 ones
+on that machine (wide_gemm.py). float32 stays available (and token-exact
+with transformers) with `--dtype float32`, which leaves the model untouched.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import sys
 from pathlib import Path
 
 import torch
 
-from .attention_cpp import start_build
+from .cpp_kernels import start_build
 from .model import LlamaModel
 from .wide_gemm import DEFAULT_MIN_ROWS, cpu_has_amx
 
 log = logging.getLogger("infer_worker")
 
-DEFAULT_INT8_ROWS = 8
+ALL_ROWS = sys.maxsize  # int8 for every step (`--int8-max-batch all`, the default)
+DEFAULT_INT8_ROWS = ALL_ROWS
 
 
 @functools.cache
@@ -49,10 +52,12 @@ def prepare_cpu_serving(
 ) -> list[str]:
     """Turn on the CPU fast paths for a bf16 model; returns the names of those turned on.
 
-    float32 and non-CPU models are left as they are (exactness first). int8_rows = 0
-    keeps the bf16 weights for every batch size; wide_rows = 0 (or a CPU with AMX, whose
-    bf16 GEMMs are the fast ones) keeps bf16 GEMMs for prefill-sized steps too (else
-    steps of >= wide_rows tokens use float32 GEMMs).
+    float32 and non-CPU models are left as they are (exactness first). Steps of at most
+    int8_rows tokens use int8 linears (int8.py; ALL_ROWS: every step, and then no other
+    copy of the weights is made); int8_rows = 0 keeps bf16 weights for every batch size.
+    Larger steps use oneDNN-prepacked bf16 weights, and with wide_rows > 0 on a CPU
+    without AMX (whose bf16 GEMMs are the fast ones) steps of >= wide_rows tokens use
+    float32 GEMMs.
     """
     enabled: list[str] = []
     device = model.embed_tokens.weight.device
@@ -61,6 +66,10 @@ def prepare_cpu_serving(
     start_build()
     enabled.append("cpp-decode-attention")
     if dtype != torch.bfloat16:
+        return enabled
+    if int8_rows >= ALL_ROWS:
+        model.use_int8(int8_rows)
+        enabled.append("int8-linears(all steps)")
         return enabled
     try:
         model.use_packed()

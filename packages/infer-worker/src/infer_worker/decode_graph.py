@@ -9,9 +9,9 @@ the new keys/values into the layer's cache pages and attends over them in
 place (the C++ kernel when built, else the torch path); the compiled graph
 calls it as an opaque kernel and mutates the caches in place.
 
-Linears use the int8 copy when the batch is small enough (exactly as
-Linear.forward), else plain F.linear, so that inductor's freezing can fold
-and prepack the weight itself.
+Linears use the int8 copy when the batch is small enough (as Linear.forward;
+the W8A8 kernel through the op `infer::int8_linear`), else plain F.linear, so
+that inductor's freezing can fold and prepack the weight itself.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .attention_cpp import decode_kernel
 from .attention_cpu import decode_torch, write_kv
+from .cpp_kernels import decode_kernel, int8_kernel
+from .int8 import WEIGHT_ONLY_ROWS, Int8Weight, int8_linear_torch
 from .model import Linear, LlamaModel
 from .rope import apply_rotary
 
@@ -58,11 +59,42 @@ def _paged_decode_fake(
     return torch.empty_like(query)
 
 
+@torch.library.custom_op("infer::int8_linear", mutates_args=())
+def int8_linear(
+    x: torch.Tensor,
+    qweight: torch.Tensor,
+    scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    float_out: bool,
+) -> torch.Tensor:
+    """The W8A8 linear of int8.py as an op the compiled graph calls opaquely."""
+    kernel = int8_kernel()
+    if kernel is None:
+        return int8_linear_torch(x, qweight, scale, bias, float_out)
+    return kernel(x, qweight, scale, bias, float_out)
+
+
+@int8_linear.register_fake
+def _int8_linear_fake(x, qweight, scale, bias, float_out):
+    dtype = torch.float32 if float_out else x.dtype
+    return x.new_empty((x.shape[0], qweight.shape[0]), dtype=dtype)
+
+
+def _int8_matmul(
+    int8: Int8Weight, x: torch.Tensor, bias: torch.Tensor | None, float_out: bool = False
+) -> torch.Tensor:
+    """Int8Weight.matmul with the W8A8 kernel behind a torch.library op (traceable)."""
+    if x.shape[0] > WEIGHT_ONLY_ROWS:
+        return torch.ops.infer.int8_linear(x, int8.qweight, int8.scale32, bias, float_out)
+    out = torch._weight_int8pack_mm(x.contiguous(), int8.qweight, int8.scale)
+    out = out if bias is None else out + bias
+    return out.float() if float_out else out
+
+
 def _linear(module: Linear, x: torch.Tensor) -> torch.Tensor:
     int8 = module.int8
     if int8 is not None and int8.applies(x):
-        out = int8.matmul(x)
-        return out if module.bias is None else out + module.bias
+        return _int8_matmul(int8, x, module.bias)
     return F.linear(x, module.weight, module.bias)
 
 
@@ -104,5 +136,5 @@ def decode_logits(
         x = x + _linear(mlp.down_proj, F.silu(gate) * up)
     h = model.norm(x)
     if model.logits_int8 is not None and model.logits_int8.applies(h):
-        return model.logits_int8.matmul(h).float()
+        return _int8_matmul(model.logits_int8, h, None, float_out=True)
     return F.linear(h, model.logits_weight).float()

@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from tokenizers import Tokenizer
 
-from .attention_cpp import start_build
 from .config import ModelConfig
+from .cpp_kernels import start_build
 from .errors import ModelLoadError
 from .gguf_loader import GGUFFile
 from .hf_loader import HFDirectory

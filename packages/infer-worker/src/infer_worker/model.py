@@ -54,8 +54,7 @@ class Linear(nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         int8 = self.int8
         if int8 is not None and int8.applies(x):
-            out = int8.matmul(x)
-            return out if self.bias is None else out + self.bias
+            return int8.matmul(x, self.bias)
         wide = self.wide
         if wide is not None and wide.applies(x):
             return wide.matmul(x)
@@ -215,7 +214,7 @@ class LlamaModel(nn.Module):
         """float32 logits [N, vocab] for hidden rows [N, hidden] returned by forward."""
         x = self.norm(hidden)
         if self.logits_int8 is not None and self.logits_int8.applies(x):
-            return self.logits_int8.matmul(x).float()
+            return self.logits_int8.matmul(x, float_out=True)
         if self.logits_packed is not None and x.dim() == 2:
             return packed_linear(x, self.logits_packed, None).float()
         return F.linear(x, self.logits_weight).float()

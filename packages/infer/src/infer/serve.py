@@ -81,13 +81,14 @@ def is_probe_log(line: str) -> bool:
 
 
 def engine_env(env: dict[str, str]) -> dict[str, str]:
-    """The engine's environment: OpenMP threads sleep instead of spinning while idle.
+    """The engine's environment: OpenMP threads spin briefly, then sleep, while idle.
 
-    The engine shares the machine with the gateway; spinning OpenMP workers
-    (the default) make CPU matrix products ~20x slower as soon as another
-    process wants a core. A value set by the user wins.
+    The engine shares the machine with the gateway; OpenMP workers that spin
+    for long (the default) make CPU matrix products ~20x slower as soon as
+    another process wants a core, and ones that sleep at once (PASSIVE alone)
+    make a batch-1 decode step ~2x slower. A value set by the user wins.
     """
-    return {"OMP_WAIT_POLICY": "PASSIVE", **env}
+    return {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000", **env}
 
 
 def private_dir() -> Path:

@@ -99,6 +99,11 @@ def non_negative_int(text: str) -> int:
     return _int_at_least(text, 0)
 
 
+def rows_or_all(text: str) -> str:
+    """argparse type: `all` or an integer >= 0 (passed on to the engine as written)."""
+    return "all" if text == "all" else str(_int_at_least(text, 0))
+
+
 def positive_float(text: str) -> float:
     """argparse type: a number > 0."""
     try:
@@ -182,9 +187,10 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     )
     engine.add_argument(
         "--int8-max-batch",
-        type=non_negative_int,
+        type=rows_or_all,
         default=None,
-        help="CPU bfloat16: int8 weight-only linears for steps of at most this many tokens (0: off)",
+        help="CPU bfloat16: int8 linears for steps of at most this many tokens "
+        "(default all; 0: off)",
     )
     engine.add_argument(
         "--float32-min-batch",
