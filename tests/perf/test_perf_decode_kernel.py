@@ -1,4 +1,5 @@
-"""The C++ paged decode kernel gives what the plain torch decode gives, reading pages in place."""
+"""The C++ paged decode kernel gives what the plain torch decode gives, reading pages in place
+(through its AVX-512 path where the CPU has one, and its portable loop)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,16 @@ def random_case(dtype: torch.dtype, lens: list[int], heads: int, kv_heads: int, 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(
     ("lens", "heads", "kv_heads", "dim"),
-    [([1], 9, 3, 64), ([5, 17, 33, 200], 9, 3, 64), ([16, 1, 48], 4, 4, 32), ([70], 8, 1, 128)],
+    [
+        ([1], 9, 3, 64),
+        ([5, 17, 33, 200], 9, 3, 64),
+        ([16, 1, 48], 4, 4, 32),
+        ([70], 8, 1, 128),
+        # the portable loop: head_dim not a multiple of 16, more than 8 query heads per kv head
+        ([3, 40], 4, 2, 8),
+        ([21], 16, 1, 64),
+    ],
+    ids=["one-token", "gqa-3", "mha", "gqa-8-d128", "scalar-d8", "scalar-gqa-16"],
 )
 def test_kernel_matches_torch_decode(cpp_kernel, dtype, lens, heads, kv_heads, dim) -> None:
     kernel = decode_kernel()

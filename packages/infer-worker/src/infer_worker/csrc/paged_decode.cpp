@@ -1,8 +1,90 @@
 // Paged decode attention for the CPU: reads K/V pages in place through the block tables.
+// With AVX-512 (and head_dim a multiple of 16, up to 256; up to 8 query heads per kv head)
+// each (sequence, kv head) item runs vectorized: K/V rows converted to float32 once for the
+// whole query-head group, a polynomial exp for the softmax. Otherwise a portable scalar loop.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <cmath>
 #include <vector>
+#ifdef __AVX512F__
+#include <immintrin.h>
+
+static inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+static inline __m512 load16(const at::BFloat16* p) {  // bf16 -> float32: the high 16 bits
+  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+}
+
+// exp(x) for x <= 0 (scores minus their max): 2^n * 2^f, f in [-0.5, 0.5], degree-6 Taylor
+// polynomial of 2^f (relative error < 2e-7); x below -87 gives ~0.
+static inline __m512 exp_nonpositive(__m512 x) {
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.0f));
+  const __m512 t = _mm512_mul_ps(x, _mm512_set1_ps(1.44269504f));
+  const __m512 n = _mm512_roundscale_ps(t, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512 f = _mm512_sub_ps(t, n);
+  __m512 p = _mm512_set1_ps(1.540353e-4f);
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.3333558e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(9.6181291e-3f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(5.5504109e-2f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(2.4022651e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(6.9314718e-1f));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  return _mm512_scalef_ps(p, n);
+}
+
+// One (sequence, kv head) item: G query heads of D (multiple of 16, <= 256) over L tokens.
+// q: the G query rows (already scaled), scores: G * L floats of scratch, out: G * D floats.
+template <typename T>
+static void decode_item_avx512(const float* q, const T* kp, const T* vp, const int32_t* table,
+                               int64_t L, int64_t BS, int64_t KVH, int64_t h, int64_t G,
+                               int64_t D, float* scores, float* out) {
+  const int64_t C = D / 16;
+  __m512 qv[8 * 16];
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t c = 0; c < C; ++c) qv[g * C + c] = _mm512_loadu_ps(q + g * D + c * 16);
+  for (int64_t t = 0; t < L; ++t) {
+    const int64_t slot = static_cast<int64_t>(table[t / BS]) * BS + t % BS;
+    const T* k = kp + (slot * KVH + h) * D;
+    __m512 acc[8];
+    for (int64_t g = 0; g < G; ++g) acc[g] = _mm512_setzero_ps();
+    for (int64_t c = 0; c < C; ++c) {
+      const __m512 kc = load16(k + c * 16);
+      for (int64_t g = 0; g < G; ++g) acc[g] = _mm512_fmadd_ps(qv[g * C + c], kc, acc[g]);
+    }
+    for (int64_t g = 0; g < G; ++g) scores[g * L + t] = _mm512_reduce_add_ps(acc[g]);
+  }
+  for (int64_t g = 0; g < G; ++g) {
+    float* row = scores + g * L;
+    __m512 mx = _mm512_set1_ps(-INFINITY);
+    int64_t t = 0;
+    for (; t + 16 <= L; t += 16) mx = _mm512_max_ps(mx, _mm512_loadu_ps(row + t));
+    float m = _mm512_reduce_max_ps(mx);
+    for (; t < L; ++t) m = std::max(m, row[t]);
+    const __m512 mv = _mm512_set1_ps(m);
+    __m512 sum = _mm512_setzero_ps();
+    for (t = 0; t < L; t += 16) {
+      const __mmask16 mask = L - t >= 16 ? 0xFFFF : static_cast<__mmask16>((1u << (L - t)) - 1);
+      const __m512 e = exp_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(mask, row + t), mv));
+      _mm512_mask_storeu_ps(row + t, mask, e);
+      sum = _mm512_add_ps(sum, _mm512_maskz_mov_ps(mask, e));
+    }
+    const float inv = 1.f / _mm512_reduce_add_ps(sum);
+    for (t = 0; t < L; ++t) row[t] *= inv;
+  }
+  __m512 av[8 * 16];
+  for (int64_t i = 0; i < G * C; ++i) av[i] = _mm512_setzero_ps();
+  for (int64_t t = 0; t < L; ++t) {
+    const int64_t slot = static_cast<int64_t>(table[t / BS]) * BS + t % BS;
+    const T* v = vp + (slot * KVH + h) * D;
+    for (int64_t c = 0; c < C; ++c) {
+      const __m512 vc = load16(v + c * 16);
+      for (int64_t g = 0; g < G; ++g)
+        av[g * C + c] = _mm512_fmadd_ps(_mm512_set1_ps(scores[g * L + t]), vc, av[g * C + c]);
+    }
+  }
+  for (int64_t i = 0; i < G * C; ++i) _mm512_storeu_ps(out + i * 16, av[i]);
+}
+#endif
 
 template <typename T>
 static void decode_impl(const torch::Tensor& q, const torch::Tensor& kc, const torch::Tensor& vc,
@@ -24,6 +106,8 @@ static void decode_impl(const torch::Tensor& q, const torch::Tensor& kc, const t
     for (int64_t b = 0; b < (lp[s] + BS - 1) / BS; ++b)
       TORCH_CHECK(tp[s * W + b] >= 0 && tp[s * W + b] < kc.size(0), "paged_decode: bad block id");
   }
+  const bool vectorized = D % 16 == 0 && D <= 256 && G <= 8;
+  (void)vectorized;
   at::parallel_for(0, S * KVH, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> qf(G * D), acc(G * D), scores;
     for (int64_t item = begin; item < end; ++item) {
@@ -32,6 +116,15 @@ static void decode_impl(const torch::Tensor& q, const torch::Tensor& kc, const t
       for (int64_t g = 0; g < G; ++g)
         for (int64_t d = 0; d < D; ++d)
           qf[g * D + d] = static_cast<float>(qp[(s * H + h * G + g) * D + d]) * sc;
+#ifdef __AVX512F__
+      if (vectorized) {
+        decode_item_avx512(qf.data(), kp, vp, tp + s * W, L, BS, KVH, h, G, D, scores.data(),
+                           acc.data());
+        for (int64_t i = 0; i < G * D; ++i)
+          op[(s * H + h * G) * D + i] = static_cast<T>(acc[i]);
+        continue;
+      }
+#endif
       for (int64_t t = 0; t < L; ++t) {
         const int64_t slot = static_cast<int64_t>(tp[s * W + t / BS]) * BS + t % BS;
         const T* k = kp + (slot * KVH + h) * D;
