@@ -9,6 +9,65 @@
 #include <algorithm>
 #include <cmath>
 #include <vector>
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+#ifdef __AVX512F__
+static inline __m512 load16f(const float* p) { return _mm512_loadu_ps(p); }
+static inline __m512 load16f(const at::BFloat16* p) {  // bf16 -> float32: the high 16 bits
+  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
+}
+static inline void store16(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
+static inline void store16(at::BFloat16* p, __m512 v) {  // round to nearest even
+#ifdef __AVX512BF16__
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)_mm512_cvtneps_pbh(v));
+#else
+  const __m512i bits = _mm512_castps_si512(v);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_srli_epi32(
+      _mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF))), 16);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(r));
+#endif
+}
+
+// One row, K a multiple of 16: the same arithmetic as the portable loop below.
+template <typename T>
+static void quantize_row_avx512(const T* row, int64_t K, float* r, int8_t* q1, int8_t* q2,
+                                float* s1_out, float* s2_out) {
+  const __m512 sign = _mm512_set1_ps(-0.0f);
+  __m512 mx = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 16) {
+    const __m512 v = load16f(row + k);
+    _mm512_storeu_ps(r + k, v);
+    mx = _mm512_max_ps(mx, _mm512_andnot_ps(sign, v));
+  }
+  const float amax = _mm512_reduce_max_ps(mx);
+  const float s1 = amax / 127.f, inv1 = amax > 0.f ? 127.f / amax : 0.f;
+  const __m512 vs1 = _mm512_set1_ps(s1), vinv1 = _mm512_set1_ps(inv1);
+  __m512 mx2 = _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; k += 16) {
+    const __m512 v = _mm512_loadu_ps(r + k);
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(v, vinv1),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q1 + k), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(n)));
+    const __m512 res = _mm512_fnmadd_ps(n, vs1, v);
+    _mm512_storeu_ps(r + k, res);
+    mx2 = _mm512_max_ps(mx2, _mm512_andnot_ps(sign, res));
+  }
+  const float amax2 = _mm512_reduce_max_ps(mx2);
+  const float inv2 = amax2 > 0.f ? 127.f / amax2 : 0.f;
+  const __m512 vinv2 = _mm512_set1_ps(inv2);
+  for (int64_t k = 0; k < K; k += 16) {
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(_mm512_loadu_ps(r + k), vinv2),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q2 + k), _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(n)));
+  }
+  *s1_out = s1;
+  *s2_out = amax2 / 127.f;
+}
+#endif
 
 template <typename T>
 static void quantize_two_pass(const T* x, int64_t M, int64_t K, int8_t* q, float* s) {
@@ -16,6 +75,12 @@ static void quantize_two_pass(const T* x, int64_t M, int64_t K, int8_t* q, float
     std::vector<float> r(K);
     for (int64_t m = begin; m < end; ++m) {
       const T* row = x + m * K;
+#ifdef __AVX512F__
+      if (K % 16 == 0) {
+        quantize_row_avx512(row, K, r.data(), q + m * K, q + (M + m) * K, s + m, s + M + m);
+        continue;
+      }
+#endif
       float amax = 0.f;
       for (int64_t k = 0; k < K; ++k) {
         r[k] = static_cast<float>(row[k]);
@@ -49,6 +114,20 @@ static void dequantize_two_pass(const int32_t* acc, const float* s, const float*
       const int32_t* a2 = acc + (M + m) * N;
       const float s1 = s[m], s2 = s[M + m];
       O* o = out + m * N;
+#ifdef __AVX512F__
+      if (N % 16 == 0) {
+        const __m512 v1 = _mm512_set1_ps(s1), v2 = _mm512_set1_ps(s2);
+        for (int64_t n = 0; n < N; n += 16) {
+          const __m512 a = _mm512_cvtepi32_ps(_mm512_loadu_si512(a1 + n));
+          const __m512 b = _mm512_cvtepi32_ps(_mm512_loadu_si512(a2 + n));
+          __m512 v = _mm512_mul_ps(_mm512_loadu_ps(ws + n),
+                                   _mm512_fmadd_ps(v1, a, _mm512_mul_ps(v2, b)));
+          if (bias != nullptr) v = _mm512_add_ps(v, _mm512_loadu_ps(bias + n));
+          store16(o + n, v);
+        }
+        continue;
+      }
+#endif
       if (bias != nullptr) {
 #pragma omp simd
         for (int64_t n = 0; n < N; ++n)
