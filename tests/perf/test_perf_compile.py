@@ -159,3 +159,34 @@ def test_compile_options_are_checked() -> None:
         EngineOptions(compile="fast")
     with pytest.raises(ValueError, match="compile_buckets"):
         EngineOptions(compile="auto", compile_buckets=(0, 4))
+
+
+def test_graph_calls_the_cpp_dispatcher_ops(compiled) -> None:
+    """With the C++ library built the graph calls infer_cpu::* (not the Python custom ops),
+    and those ops compute what the Python ones do."""
+    _, _, graphs, _ = compiled
+    assert graphs._step.ops is torch.ops.infer_cpu
+    torch.manual_seed(0)
+    x = torch.randn(5, 32).to(torch.bfloat16)
+    q = torch.randint(-127, 128, (24, 32), dtype=torch.int8)
+    scale = torch.rand(24) / 100
+    bias = torch.randn(24).to(torch.bfloat16)
+    assert torch.equal(
+        torch.ops.infer_cpu.int8_linear(x, q, scale, bias, False),
+        torch.ops.infer.int8_linear(x, q, scale, bias, False),
+    )
+    layers, blocks, block, kvh, dim = 2, 6, 4, 2, 16
+    caches = [torch.randn(layers, blocks, block, kvh, dim) for _ in range(2)]
+    caches += [c.clone() for c in caches]
+    query, key, value = torch.randn(2, 4, dim), torch.randn(2, kvh, dim), torch.randn(2, kvh, dim)
+    tables = torch.tensor([[1, 2], [3, 4]], dtype=torch.int32)
+    lens = torch.tensor([5, 7], dtype=torch.int32)
+    slots = torch.tensor([1 * block + 0, 4 * block + 2])  # the new token of each sequence
+    got = torch.ops.infer_cpu.paged_decode(
+        query, key, value, caches[0], caches[1], 1, tables, lens, slots, 0.25
+    )
+    want = torch.ops.infer.paged_decode(
+        query, key, value, caches[2], caches[3], 1, tables, lens, slots, 0.25
+    )
+    torch.testing.assert_close(got, want)
+    assert torch.equal(caches[0][1, 4, 2], key[1]) and torch.equal(caches[1][1, 1, 0], value[0])
