@@ -46,6 +46,13 @@ def build_parser() -> argparse.ArgumentParser:
         "rows) for steps of at most this many tokens (all: every step; 0: off)",
     )
     p.add_argument(
+        "--int4-decode",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="CPU bf16 with int8 on: int4 weights (groups of 32, GGUF Q4_1's grid) for decode "
+        "steps of 1-2 sequences; auto: on when the checkpoint's linears are Q4_1 already",
+    )
+    p.add_argument(
         "--float32-min-batch",
         type=int,
         default=64,
@@ -199,7 +206,7 @@ def _serve(args: argparse.Namespace) -> int:
     import torch
 
     from infer_worker import ModelLoadError, load_model
-    from infer_worker.cpu_serving import prepare_cpu_serving, serving_dtype
+    from infer_worker.cpu_serving import int4_wanted, prepare_cpu_serving, serving_dtype
     from infer_worker.loader import resolve_device
 
     from .engine import Engine
@@ -241,6 +248,7 @@ def _serve(args: argparse.Namespace) -> int:
         bundle.dtype,
         args.int8_max_batch,
         max(0, args.float32_min_batch),
+        int4_wanted(args.int4_decode, bundle.linear_qtype),
     )
     if fast:
         log.info("CPU fast paths: %s", ", ".join(fast))

@@ -47,8 +47,18 @@ def serving_dtype(dtype: str, device: torch.device) -> str:
     return dtype
 
 
+def int4_wanted(int4: str, linear_qtype: str | None) -> bool:
+    """`--int4-decode`: on, off, or auto = on for linears stored as Q4_1 (int4.py recovers
+    their values; for other sources int4 would be a new, lossy quantization)."""
+    return int4 == "on" or (int4 == "auto" and linear_qtype == "Q4_1")
+
+
 def prepare_cpu_serving(
-    model: LlamaModel, dtype: torch.dtype, int8_rows: int, wide_rows: int = DEFAULT_MIN_ROWS
+    model: LlamaModel,
+    dtype: torch.dtype,
+    int8_rows: int,
+    wide_rows: int = DEFAULT_MIN_ROWS,
+    int4: bool = False,
 ) -> list[str]:
     """Turn on the CPU fast paths for a bf16 model; returns the names of those turned on.
 
@@ -57,7 +67,7 @@ def prepare_cpu_serving(
     copy of the weights is made); int8_rows = 0 keeps bf16 weights for every batch size.
     Larger steps use oneDNN-prepacked bf16 weights, and with wide_rows > 0 on a CPU
     without AMX (whose bf16 GEMMs are the fast ones) steps of >= wide_rows tokens use
-    float32 GEMMs.
+    float32 GEMMs. int4 (with int8 on): steps of 1-2 tokens use int4 weights (int4.py).
     """
     enabled: list[str] = []
     device = model.embed_tokens.weight.device
@@ -70,7 +80,7 @@ def prepare_cpu_serving(
     if int8_rows >= ALL_ROWS:
         model.use_int8(int8_rows)
         enabled.append("int8-linears(all steps)")
-        return enabled
+        return _with_int4(model, int4, enabled)
     try:
         model.use_packed()
         enabled.append("onednn-packed-linears")
@@ -82,4 +92,14 @@ def prepare_cpu_serving(
     if int8_rows > 0:
         model.use_int8(int8_rows)
         enabled.append(f"int8-weights(batch<={int8_rows})")
+        return _with_int4(model, int4, enabled)
+    return enabled
+
+
+def _with_int4(model: LlamaModel, int4: bool, enabled: list[str]) -> list[str]:
+    if int4:
+        if model.use_int4():
+            enabled.append("int4-weights(1-2 token steps)")
+        else:
+            log.warning("int4 weights unavailable (a dimension not a multiple of 32)")
     return enabled

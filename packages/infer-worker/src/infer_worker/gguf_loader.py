@@ -149,6 +149,16 @@ class GGUFFile:
     def tokenizer(self):
         return tokenizer_from_gguf(self.meta, self.source)
 
+    def linear_qtype(self) -> str | None:
+        """The GGUF type of the layer linears (blk.*.attn_*/ffn_* matrices) when they all
+        share one, e.g. "Q4_1"; None when they differ."""
+        kinds = {
+            t.qtype.name
+            for t in self.tensors
+            if t.name.startswith("blk.") and t.name.endswith(".weight") and len(t.shape) == 2
+        }
+        return kinds.pop() if len(kinds) == 1 else None
+
     def chat_template(self) -> str | None:
         template = self.meta.get("tokenizer.chat_template")
         return template if isinstance(template, str) else None

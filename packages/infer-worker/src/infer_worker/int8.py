@@ -6,7 +6,8 @@ machine, docs/benchmarks.md):
 
 - M <= WEIGHT_ONLY_ROWS: weight-only (`torch._weight_int8pack_mm`, bf16
   input); the step streams every weight once, so halving its bytes is what
-  pays.
+  pays (and with an int4 copy attached, see int4.py, that one halves them
+  again).
 - otherwise W8A8: the input is quantized to int8 per row in two passes (the
   value, then its residual; see csrc/int8_linear.cpp) and both passes go
   through one int8 GEMM (VNNI, `torch._int_mm`), 2-3x faster than oneDNN's
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 from .cpp_kernels import int8_kernel
+from .int4 import Int4Weight
 
 WEIGHT_ONLY_ROWS = 2
 
@@ -79,6 +81,7 @@ class Int8Weight(nn.Module):
         self.register_buffer("scale", scale, persistent=False)
         self.register_buffer("scale32", scale.float(), persistent=False)
         self.max_rows = max_rows
+        self.int4: Int4Weight | None = None  # used instead for <= WEIGHT_ONLY_ROWS rows
 
     def applies(self, x: torch.Tensor) -> bool:
         """True when x [M, K] is small enough and in the dtype the scales were made for."""
@@ -89,7 +92,10 @@ class Int8Weight(nn.Module):
     ) -> torch.Tensor:
         """x [M, K] @ dequantized weight.T (+ bias) -> [M, N] in x's dtype (or float32)."""
         if x.shape[0] <= WEIGHT_ONLY_ROWS:
-            out = torch._weight_int8pack_mm(x.contiguous(), self.qweight, self.scale)
+            if self.int4 is not None:
+                out = self.int4.matmul(x)
+            else:
+                out = torch._weight_int8pack_mm(x.contiguous(), self.qweight, self.scale)
             out = out if bias is None else out + bias
             return out.float() if float_out else out
         kernel = int8_kernel()

@@ -44,6 +44,8 @@ class ModelBundle:
     served_name: str
     device: torch.device
     dtype: torch.dtype
+    # the GGUF type every layer linear was stored in (e.g. "Q4_1"); None for other sources
+    linear_qtype: str | None = None
 
 
 def default_gguf_path() -> Path:
@@ -138,4 +140,5 @@ def load_model(
         served_name=served,
         device=dev,
         dtype=run_dtype,
+        linear_qtype=source.linear_qtype() if isinstance(source, GGUFFile) else None,
     )

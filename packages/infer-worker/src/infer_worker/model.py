@@ -15,6 +15,8 @@ from torch import nn
 
 from .attention import paged_attention
 from .config import ModelConfig
+from .int4 import Int4Weight
+from .int4 import supported as int4_supported
 from .int8 import Int8Weight, pack_weight
 from .kv_cache import KVCache
 from .metadata import AttentionMetadata
@@ -44,6 +46,12 @@ class Linear(nn.Linear):
 
     def use_int8(self, max_rows: int) -> None:
         self.int8 = Int8Weight(self.weight, max_rows)
+
+    def use_int4(self) -> None:
+        """After use_int8: 1-2 row inputs use an int4 copy of the weight (int4.py)."""
+        if self.int8 is None:
+            raise RuntimeError("use_int4 needs use_int8 first")
+        self.int8.int4 = Int4Weight(self.weight)
 
     def use_packed(self, batch_hint: int) -> None:
         self.packed = pack_weight(self.weight, batch_hint)
@@ -171,6 +179,16 @@ class LlamaModel(nn.Module):
             if isinstance(module, Linear) and module is not self.lm_head:
                 module.use_int8(max_rows)
         self.logits_int8 = Int8Weight(self.logits_weight, max_rows)
+
+    def use_int4(self) -> bool:
+        """Give every layer linear (not the logits) an int4 copy for 1-2 row inputs, after
+        use_int8; False (nothing changed) when a weight cannot be packed (int4.supported)."""
+        linears = [m for m in self.modules() if isinstance(m, Linear) and m is not self.lm_head]
+        if not all(int4_supported(m.weight) for m in linears):
+            return False
+        for module in linears:
+            module.use_int4()
+        return True
 
     def use_wide(self, min_rows: int) -> None:
         """Give every layer linear a float32 copy used for inputs of >= min_rows rows (prefill)."""

@@ -40,6 +40,7 @@ PASSTHROUGH: tuple[Passthrough, ...] = (
     Passthrough("device", "--device", (ENGINE,)),
     Passthrough("dtype", "--dtype", (ENGINE,)),
     Passthrough("int8_max_batch", "--int8-max-batch", (ENGINE,)),
+    Passthrough("int4_decode", "--int4-decode", (ENGINE,)),
     Passthrough("float32_min_batch", "--float32-min-batch", (ENGINE,)),
     Passthrough("compile", "--compile", (ENGINE,)),
     Passthrough("compile_buckets", "--compile-buckets", (ENGINE,)),
@@ -191,6 +192,13 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
         default=None,
         help="CPU bfloat16: int8 linears for steps of at most this many tokens "
         "(default all; 0: off)",
+    )
+    engine.add_argument(
+        "--int4-decode",
+        choices=("auto", "on", "off"),
+        default=None,
+        help="CPU bfloat16: int4 weights for decode steps of 1-2 sequences (default auto: on "
+        "when the checkpoint's linears are Q4_1, like the default model)",
     )
     engine.add_argument(
         "--float32-min-batch",
