@@ -100,10 +100,17 @@ def test_unknown_model_and_route(tiny_gateway):
 
 
 @pytest.fixture(scope="module")
-def strict(tiny_model, run_dir):
-    """One running request at a time, one waiting; key required; small bodies; short timeout."""
+def strict(run_dir):
+    """One running request at a time, one waiting; key required; small bodies; short timeout.
+
+    Its tiny model has a long context, so that one request can hold the running slot for
+    far longer than the 3 s timeout (the engine makes ~500 tokens/s of the tiny model).
+    """
+    from infer_worker.testing import write_tiny_llama
+
+    model = str(write_tiny_llama(run_dir / "long" / "tiny", context_length=32768))
     engine = Engine(
-        tiny_model, f"ipc://{run_dir}/strict.ipc", "--max-running", "1", "--queue-capacity", "1"
+        model, f"ipc://{run_dir}/strict.ipc", "--max-running", "1", "--queue-capacity", "1"
     ).wait_ready()
     gw = Gateway(
         engine.endpoint,
@@ -159,7 +166,8 @@ def test_body_over_limit_is_413(strict):
 
 def test_overloaded_is_503_with_retry_after_and_stuck_request_is_504(strict):
     url = strict.url + "/v1/chat/completions"
-    long = {**CHAT, "max_tokens": 1500, "ignore_eos": True, "stream": True}
+    # ~60 s of tokens: A still runs when B's 3 s are up (leaving the stream aborts it)
+    long = {**CHAT, "max_tokens": 30000, "ignore_eos": True, "stream": True}
 
     async def scenario() -> tuple[httpx.Response, httpx.Response]:
         async with (
