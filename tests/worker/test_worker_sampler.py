@@ -248,3 +248,19 @@ def test_cuda_sampling_is_seeded_and_greedy_exact() -> None:
     assert first == once()
     best = logits.argmax(-1).tolist()
     assert first[0] == best[0] and first[2] == best[2]
+
+
+def test_row_argmax_is_torch_argmax() -> None:
+    """The chunked argmax picks the first maximal index like torch.argmax, NaN included."""
+    from infer_worker.sampler import row_argmax
+
+    gen = torch.Generator().manual_seed(5)
+    logits = torch.randn(6, 4096, generator=gen)
+    logits[1, 100] = logits[1, 3000] = 50.0  # a tie across chunks: the first wins
+    logits[2, 10] = logits[2, 11] = 50.0  # a tie inside a chunk
+    logits[3, 2000] = float("nan")
+    logits[4] = 0.0  # all equal
+    assert torch.equal(row_argmax(logits), torch.argmax(logits, dim=-1))
+    assert row_argmax(logits)[1] == 100 and row_argmax(logits)[2] == 10
+    odd = torch.randn(3, 1001, generator=gen)  # not a multiple of the chunk count
+    assert torch.equal(row_argmax(odd), torch.argmax(odd, dim=-1))

