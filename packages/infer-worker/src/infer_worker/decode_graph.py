@@ -112,12 +112,7 @@ def _int8_matmul(
     """Int8Weight.matmul with the W8A8 kernel behind a torch.library op (traceable)."""
     if x.shape[0] > WEIGHT_ONLY_ROWS:
         return ops.int8_linear(x, int8.qweight, int8.scale32, bias, float_out)
-    if int8.int4 is not None:
-        out = int8.int4.matmul(x)
-    else:
-        out = torch._weight_int8pack_mm(x.contiguous(), int8.qweight, int8.scale)
-    out = out if bias is None else out + bias
-    return out.float() if float_out else out
+    return int8.weight_only(x, bias, float_out)
 
 
 def _linear(ops: Any, module: Linear, x: torch.Tensor) -> torch.Tensor:

@@ -92,16 +92,23 @@ class Int8Weight(nn.Module):
     ) -> torch.Tensor:
         """x [M, K] @ dequantized weight.T (+ bias) -> [M, N] in x's dtype (or float32)."""
         if x.shape[0] <= WEIGHT_ONLY_ROWS:
-            if self.int4 is not None:
-                out = self.int4.matmul(x)
-            else:
-                out = torch._weight_int8pack_mm(x.contiguous(), self.qweight, self.scale)
-            out = out if bias is None else out + bias
-            return out.float() if float_out else out
+            return self.weight_only(x, bias, float_out)
         kernel = int8_kernel()
         if kernel is None:
             return int8_linear_torch(x, self.qweight, self.scale32, bias, float_out)
         return kernel(x, self.qweight, self.scale32, bias, float_out)
+
+
+    def weight_only(
+        self, x: torch.Tensor, bias: torch.Tensor | None = None, float_out: bool = False
+    ) -> torch.Tensor:
+        """matmul's path for few rows: the bf16 input times the int4 copy, else the int8."""
+        if self.int4 is not None:
+            out = self.int4.matmul(x)
+        else:
+            out = torch._weight_int8pack_mm(x.contiguous(), self.qweight, self.scale)
+        out = out if bias is None else out + bias
+        return out.float() if float_out else out
 
 
 def pack_weight(weight: torch.Tensor, batch_hint: int) -> torch.Tensor:
