@@ -31,9 +31,9 @@ import torch
 
 log = logging.getLogger("infer_worker")
 
-_SOURCE_FILES = ("paged_decode.cpp", "int8_linear.cpp", "ops.cpp")
+_SOURCE_FILES = ("paged_decode.cpp", "int8_linear.cpp", "fused.cpp", "ops.cpp")
 _SOURCE = "\n".join((Path(__file__).parent / "csrc" / name).read_text() for name in _SOURCE_FILES)
-_FUNCTIONS = ["paged_decode", "int8_linear"]
+_FUNCTIONS = ["paged_decode", "int8_linear", "rms_norm_bf16", "rotary_bf16", "silu_mul_bf16"]
 
 _NAME = "infer_cpu_kernels"
 _CFLAGS = ("-O3", "-march=native", "-fopenmp")
@@ -133,3 +133,8 @@ def int8_kernel() -> Any | None:
     """The built int8_linear function, or None while building / when unavailable."""
     module = _state["module"]
     return None if module is None else module.int8_linear
+
+
+def fused_kernels() -> Any | None:
+    """The built module (rms_norm_bf16, rotary_bf16, silu_mul_bf16), or None."""
+    return _state["module"]

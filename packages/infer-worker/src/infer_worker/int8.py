@@ -98,7 +98,6 @@ class Int8Weight(nn.Module):
             return int8_linear_torch(x, self.qweight, self.scale32, bias, float_out)
         return kernel(x, self.qweight, self.scale32, bias, float_out)
 
-
     def weight_only(
         self, x: torch.Tensor, bias: torch.Tensor | None = None, float_out: bool = False
     ) -> torch.Tensor:
