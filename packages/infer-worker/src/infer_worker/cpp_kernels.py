@@ -1,16 +1,18 @@
-"""The C++ CPU kernels, built with load_inline: paged decode attention and the int8 linear.
+"""The C++ CPU kernels of csrc/, built with load_inline into one library.
 
 csrc/paged_decode.cpp reads K/V pages in place through the block tables (no
 gather, no padding): one work item per (sequence, kv head) covers the kv
 head's whole group of query heads, scores and softmax in float32, threads
 from torch's own pool (at::parallel_for). csrc/int8_linear.cpp is the W8A8
-linear of int8.py. Both are built once per machine into one library under
+linear of int8.py, csrc/fused.cpp the fused bf16 steps of fused_cpu.py, and
+csrc/ops.cpp registers the first two as dispatcher ops (`infer_cpu::*`) for
+compiled graphs. They are built once per machine under
 ~/.cache/torch_extensions/infer_cpu_kernels (or under TORCH_EXTENSIONS_DIR),
 keyed by source, flags, torch version and CPU flags; the first build takes
 tens of seconds, so `start_build()` runs it in a background thread and
-`decode_kernel()` / `int8_kernel()` return None until it is ready (callers
-then use their torch paths). Any build failure (no compiler) leaves the torch
-paths in use for good.
+`decode_kernel()`, `int8_kernel()` and `fused_kernels()` return None until it
+is ready (callers then use their torch paths). Any build failure (no
+compiler) leaves the torch paths in use for good.
 """
 
 from __future__ import annotations
