@@ -26,6 +26,8 @@ import pytest
 from launcher_util import REPO, free_port, script
 from openai import OpenAI
 
+from infer.serve import engine_env
+
 STARTUP_LIMIT_S = 60.0
 RECOVERY_LIMIT_S = 30.0
 STOP_LIMIT_S = 10.0
@@ -128,6 +130,16 @@ def test_answers_a_chat_completion_within_60_s_of_start(served: Served):
     banner = served.stdout()
     assert f"infer is ready: {served.url}" in banner
     assert f"curl {served.url}/v1/chat/completions" in banner
+
+
+def test_engine_openmp_threads_spin_briefly_then_sleep(served: Served):
+    """The engine runs with PASSIVE + a short spin (unless the user set either): sleeping
+    at once costs ~50 us a parallel region, spinning forever starves the gateway."""
+    _wait_for_banner(served, STARTUP_LIMIT_S)
+    env = served.engine().environ()
+    assert env["OMP_WAIT_POLICY"] == os.environ.get("OMP_WAIT_POLICY", "PASSIVE")
+    assert env["GOMP_SPINCOUNT"] == os.environ.get("GOMP_SPINCOUNT", "10000")
+    assert engine_env({"GOMP_SPINCOUNT": "0"})["GOMP_SPINCOUNT"] == "0"  # the user's wins
 
 
 def test_children_run_on_a_private_ipc_socket(served: Served):

@@ -33,7 +33,7 @@ import torch
 
 log = logging.getLogger("infer_worker")
 
-_SOURCE_FILES = ("paged_decode.cpp", "int8_linear.cpp", "fused.cpp", "ops.cpp")
+_SOURCE_FILES = ("common.h", "paged_decode.cpp", "int8_linear.cpp", "fused.cpp", "ops.cpp")
 _SOURCE = "\n".join((Path(__file__).parent / "csrc" / name).read_text() for name in _SOURCE_FILES)
 _FUNCTIONS = ["paged_decode", "int8_linear", "rms_norm_bf16", "rotary_bf16", "silu_mul_bf16"]
 

@@ -4,34 +4,7 @@
 // Each input row x is split as x = s1 * q1 + s2 * q2 + e: q1 = round(x / s1) with
 // s1 = max|x| / 127, q2 = round(r / s2) for the residual r = x - s1 * q1 with s2 = max|r| / 127,
 // so |e| <= s2 / 2 <= max|x| / 2^15 (about bf16's own precision, whatever the outliers).
-#include <torch/extension.h>
-#include <ATen/Parallel.h>
-#include <algorithm>
-#include <cmath>
-#include <vector>
 #ifdef __AVX512F__
-#include <immintrin.h>
-#endif
-
-#ifdef __AVX512F__
-static inline __m512 load16f(const float* p) { return _mm512_loadu_ps(p); }
-static inline __m512 load16f(const at::BFloat16* p) {  // bf16 -> float32: the high 16 bits
-  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
-}
-static inline void store16(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
-static inline void store16(at::BFloat16* p, __m512 v) {  // round to nearest even
-#ifdef __AVX512BF16__
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), (__m256i)_mm512_cvtneps_pbh(v));
-#else
-  const __m512i bits = _mm512_castps_si512(v);
-  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-  const __m512i r = _mm512_srli_epi32(
-      _mm512_add_epi32(bits, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7FFF))), 16);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), _mm512_cvtepi32_epi16(r));
-#endif
-}
-
 // One row, K a multiple of 16: the same arithmetic as the portable loop below.
 template <typename T>
 static void quantize_row_avx512(const T* row, int64_t K, float* r, int8_t* q1, int8_t* q2,
@@ -39,7 +12,7 @@ static void quantize_row_avx512(const T* row, int64_t K, float* r, int8_t* q1, i
   const __m512 sign = _mm512_set1_ps(-0.0f);
   __m512 mx = _mm512_setzero_ps();
   for (int64_t k = 0; k < K; k += 16) {
-    const __m512 v = load16f(row + k);
+    const __m512 v = load16(row + k);
     _mm512_storeu_ps(r + k, v);
     mx = _mm512_max_ps(mx, _mm512_andnot_ps(sign, v));
   }

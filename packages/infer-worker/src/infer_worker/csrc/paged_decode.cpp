@@ -2,19 +2,7 @@
 // With AVX-512 (and head_dim a multiple of 16, up to 256; up to 8 query heads per kv head)
 // each (sequence, kv head) item runs vectorized: K/V rows converted to float32 once for the
 // whole query-head group, a polynomial exp for the softmax. Otherwise a portable scalar loop.
-#include <torch/extension.h>
-#include <ATen/Parallel.h>
-#include <cmath>
-#include <vector>
 #ifdef __AVX512F__
-#include <immintrin.h>
-
-static inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-static inline __m512 load16(const at::BFloat16* p) {  // bf16 -> float32: the high 16 bits
-  const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));
-}
-
 // exp(x) for x <= 0 (scores minus their max): 2^n * 2^f, f in [-0.5, 0.5], degree-6 Taylor
 // polynomial of 2^f (relative error < 2e-7); x below -87 gives ~0.
 static inline __m512 exp_nonpositive(__m512 x) {
