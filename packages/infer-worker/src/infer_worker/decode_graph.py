@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from .attention_cpu import decode_torch, write_kv
 from .cpp_kernels import decode_kernel, int8_kernel
-from .int8 import WEIGHT_ONLY_ROWS, Int8Weight, int8_linear_torch
+from .int8 import WEIGHT_ONLY_ROWS, Int8Weight, w8a8_linear
 from .model import Linear, LlamaModel
 from .rope import apply_rotary
 
@@ -74,10 +74,7 @@ def int8_linear(
     float_out: bool,
 ) -> torch.Tensor:
     """The W8A8 linear of int8.py as an op the compiled graph calls opaquely."""
-    kernel = int8_kernel()
-    if kernel is None:
-        return int8_linear_torch(x, qweight, scale, bias, float_out)
-    return kernel(x, qweight, scale, bias, float_out)
+    return w8a8_linear(x, qweight, scale, bias, float_out)
 
 
 @int8_linear.register_fake

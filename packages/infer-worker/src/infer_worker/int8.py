@@ -71,6 +71,20 @@ def int8_linear_torch(
     return out if float_out else out.to(x.dtype)
 
 
+def w8a8_linear(
+    x: torch.Tensor,
+    qweight: torch.Tensor,
+    scale: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    float_out: bool = False,
+) -> torch.Tensor:
+    """The W8A8 two-pass linear: the C++ kernel when built, else int8_linear_torch."""
+    kernel = int8_kernel()
+    if kernel is None:
+        return int8_linear_torch(x, qweight, scale, bias, float_out)
+    return kernel(x, qweight, scale, bias, float_out)
+
+
 class Int8Weight(nn.Module):
     """The int8 copy of one weight and the row limit under which it is used."""
 
@@ -93,10 +107,7 @@ class Int8Weight(nn.Module):
         """x [M, K] @ dequantized weight.T (+ bias) -> [M, N] in x's dtype (or float32)."""
         if x.shape[0] <= WEIGHT_ONLY_ROWS:
             return self.weight_only(x, bias, float_out)
-        kernel = int8_kernel()
-        if kernel is None:
-            return int8_linear_torch(x, self.qweight, self.scale32, bias, float_out)
-        return kernel(x, self.qweight, self.scale32, bias, float_out)
+        return w8a8_linear(x, self.qweight, self.scale32, bias, float_out)
 
     def weight_only(
         self, x: torch.Tensor, bias: torch.Tensor | None = None, float_out: bool = False
@@ -113,8 +124,3 @@ class Int8Weight(nn.Module):
 def pack_weight(weight: torch.Tensor, batch_hint: int) -> torch.Tensor:
     """The weight [N, K] reordered for oneDNN's linear (torch.ops.mkldnn._reorder_linear_weight)."""
     return torch.ops.mkldnn._reorder_linear_weight(weight.detach(), batch_hint)
-
-
-def int8_supported(device: torch.device, dtype: torch.dtype) -> bool:
-    """The int8 kernel is used on CPU for bf16 models (float32 stays exact, CUDA untouched)."""
-    return device.type == "cpu" and dtype == torch.bfloat16
