@@ -244,7 +244,7 @@ def test_disconnected_stream_aborts_in_engine(tiny_gateway):
 
     # a non-streamed request whose client gives up is aborted too. Hypercorn now and then
     # hands the app the client's disconnect only when the work is done (measured: 1 request
-    # in 16, also before this session's changes; docs/reliability.md), so up to 3 tries.
+    # in 8 to 16, with older gateways too; docs/reliability.md), so up to 3 tries.
     for _ in range(3):
         with pytest.raises(httpx.TimeoutException):
             httpx.post(url, json={**body, "stream": False}, timeout=0.5)

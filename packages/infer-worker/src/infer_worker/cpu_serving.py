@@ -1,7 +1,7 @@
 """CPU serving defaults: the dtype `auto` means, and the fast paths turned on for serving.
 
-Measured on the 2-core AVX-512-bf16 CI machine class (docs/benchmarks.md,
-"CPU engine speed (issue 8)"): bf16 halves the weight bytes a decode step
+Measured on the 2-core AVX-512-bf16 development machine (docs/benchmarks.md,
+"Inside the CPU engine"): bf16 halves the weight bytes a decode step
 streams; by default every linear is int8 (int8.py: weight-only at 1-2 rows,
 W8A8 with two-pass activations above, 1.7x faster than bf16 at 32 rows and as
 close to float32's greedy tokens as bf16 itself). With `--int8-max-batch N`
