@@ -1,5 +1,6 @@
-"""Strict attrs converters and validators for protocol fields.
+"""Strict attrs converters and validators for protocol fields, and `structure`.
 
+Imports run one way: messages and codec use this module, it uses neither.
 Every converter either returns a value of the declared type or raises
 TypeError/ValueError; the codec turns those into ProtocolError. Booleans are
 never accepted where integers belong, and floats must be finite.
@@ -10,6 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from typing import Any
+
+import attrs
 
 
 def _type_name(value: Any) -> str:
@@ -92,8 +95,6 @@ def nested(cls: type) -> Callable[[Any], Any]:
             return value
         if not isinstance(value, dict):
             raise TypeError(f"expected a {cls.__name__} map, got {_type_name(value)}")
-        from .codec import structure
-
         return structure(cls, value)
 
     return run
@@ -127,3 +128,16 @@ def each_at_least(low: int) -> Callable[[Any, Any, Any], None]:
 def not_empty(_inst: Any, attr: Any, value: Any) -> None:
     if len(value) == 0:
         raise ValueError(f"{attr.name} must not be empty")
+
+
+def structure(cls: type, data: dict) -> Any:
+    """Build an attrs instance from a field map, rejecting missing or extra fields."""
+    names = {f.name for f in attrs.fields(cls)}
+    extra = set(data) - names
+    if extra:
+        raise ValueError(f"{cls.__name__}: unknown fields {sorted(map(str, extra))}")
+    required = {f.name for f in attrs.fields(cls) if f.default is attrs.NOTHING}
+    missing = required - set(data)
+    if missing:
+        raise ValueError(f"{cls.__name__}: missing fields {sorted(missing)}")
+    return cls(**data)
