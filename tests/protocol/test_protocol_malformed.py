@@ -104,6 +104,35 @@ def test_malformed_frame_raises_protocol_error(name: str) -> None:
     assert needle.lower() in str(info.value).lower(), str(info.value)
 
 
+def test_the_error_names_the_request_when_it_can_be_read() -> None:
+    """A valid envelope whose body names a request id: the error carries it."""
+    with pytest.raises(p.ProtocolError) as info:
+        p.decode(env("generate", {**GOOD_GEN, "bogus": 1}))
+    assert info.value.request_id == "r1" and info.value.peer_version is None
+    with pytest.raises(p.ProtocolError) as info:
+        p.decode(env("generate", {**GOOD_GEN, "sampling": {"tempo": 1.0}}))
+    assert info.value.request_id == "r1"
+    for frame in (
+        env("abort", {"request_id": 12}),
+        pack({"v": 1, "t": "ping"}),
+        b"\xc1",
+        env("ping", {"request_id": "a"}, version=2),
+    ):
+        with pytest.raises(p.ProtocolError) as info:
+            p.decode(frame)
+        assert info.value.request_id == ""
+
+
+def test_another_version_is_told_apart_from_a_bad_frame() -> None:
+    with pytest.raises(p.ProtocolError) as info:
+        p.decode(env("ping", {"request_id": "a"}, version=p.PROTOCOL_VERSION + 1))
+    assert info.value.peer_version == p.PROTOCOL_VERSION + 1
+    for version in ("1", True, None):
+        with pytest.raises(p.ProtocolError) as info:
+            p.decode(env("ping", {"request_id": "a"}, version=version))
+        assert info.value.peer_version is None
+
+
 def test_non_bytes_input() -> None:
     with pytest.raises(p.ProtocolError):
         p.decode("not bytes")  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import stat
+import time
 
 import ormsgpack
 import pytest
@@ -14,6 +15,7 @@ from scheduler_process import Client, EngineProcess
 from tokenizers import Tokenizer
 
 from infer_protocol import (
+    PROTOCOL_VERSION,
     AbortRequest,
     EngineMetrics,
     MetricsQuery,
@@ -101,23 +103,49 @@ def test_streams_one_delta_per_step_to_the_right_gateway(engine) -> None:
 
 
 def test_bad_frames_are_answered_and_the_loop_survives(client) -> None:
-    garbage = [
-        b"\xc1\xff garbage",
-        ormsgpack.packb([1, 2, 3]),
-        ormsgpack.packb({"v": 99, "t": "ping", "d": {"request_id": "x"}}),
-        ormsgpack.packb({"v": 1, "t": "generate", "d": {"request_id": "g", "input_ids": []}}),
-        encode(TokenDelta("wrong-direction", [1])),
-    ]
-    for frame in garbage:
+    garbage = {
+        b"\xc1\xff garbage": "",
+        ormsgpack.packb([1, 2, 3]): "",
+        ormsgpack.packb({"v": 99, "t": "ping", "d": {"request_id": "x"}}): "",
+        ormsgpack.packb({"v": 1, "t": "generate", "d": {"request_id": "g", "input_ids": []}}): "g",
+        encode(TokenDelta("wrong-direction", [1])): "",
+    }
+    for frame, request_id in garbage.items():
         client.send_raw(frame)
         err = client.recv()
-        assert isinstance(err, RequestError) and err.code == "bad_frame" and err.request_id == ""
+        assert isinstance(err, RequestError) and err.code == "bad_frame"
+        assert err.request_id == request_id
     too_long = client.ask(gen("long", [5] * 513, 4))
     assert isinstance(too_long, RequestError) and too_long.code == "context_too_long"
     assert too_long.request_id == "long" and "513" in too_long.message
     assert isinstance(client.ask(Ping("still-alive")), Pong)
     client.send(gen("after", [5, 6, 7], 2))
     assert client.collect({"after"})["after"][-1].finish_reason == "length"
+
+
+def test_an_extra_protocol_field_fails_its_request_at_once(engine, client) -> None:
+    """The error names the request (so its client is not left waiting for a timeout)."""
+    body = {"request_id": "extra", "input_ids": [5, 6, 7], "max_tokens": 2, "beam_width": 4}
+    started = time.monotonic()
+    client.send_raw(ormsgpack.packb({"v": PROTOCOL_VERSION, "t": "generate", "d": body}))
+    err = client.recv(timeout=5)
+    assert time.monotonic() - started < 1.0
+    assert isinstance(err, RequestError) and err.request_id == "extra"
+    assert err.code == "bad_frame" and "beam_width" in err.message
+
+
+def test_another_protocol_version_is_logged_once(engine, client) -> None:
+    proc = engine[0]
+    frame = ormsgpack.packb({"v": PROTOCOL_VERSION + 7, "t": "ping", "d": {"request_id": "p"}})
+    for _ in range(3):
+        client.send_raw(frame)
+        err = client.recv()
+        assert isinstance(err, RequestError) and err.code == "bad_frame"
+        assert f"version {PROTOCOL_VERSION + 7}" in err.message
+    lines = [
+        line for line in proc.lines if f"speaks protocol version {PROTOCOL_VERSION + 7}" in line
+    ]
+    assert len(lines) == 1 and f"this engine {PROTOCOL_VERSION}" in lines[0]
 
 
 def test_abort_mid_stream(client) -> None:

@@ -1,7 +1,10 @@
 """MessagePack envelopes: {"v": version, "t": type tag, "d": fields}.
 
 `decode` raises ProtocolError, and only ProtocolError, for anything that is
-not a valid message of PROTOCOL_VERSION.
+not a valid message of PROTOCOL_VERSION. The error says whose it is when
+that can be read: `request_id` for a well-formed envelope of this version
+whose body names one, `peer_version` for an envelope of another version
+(so both ends can tell a version mismatch from a bad frame).
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Any
 import attrs
 import ormsgpack
 
+from .checks import structure
 from .messages import MESSAGE_TYPES, Message
 
 PROTOCOL_VERSION = 1
@@ -21,7 +25,23 @@ _ENVELOPE_KEYS = {"v", "t", "d"}
 
 
 class ProtocolError(ValueError):
-    """A frame that is not a valid message of this protocol version."""
+    """A frame that is not a valid message of this protocol version.
+
+    `request_id` is the frame's request id when it could be read ("" when
+    not); `peer_version` the version an envelope declared when it is not
+    PROTOCOL_VERSION (None when it is, or when there was no envelope).
+    """
+
+    def __init__(self, message: str, *, request_id: str = "", peer_version: int | None = None):
+        super().__init__(message)
+        self.request_id = request_id
+        self.peer_version = peer_version
+
+
+def _request_id_of(body: dict) -> str:
+    """The body's request id if it is a non-empty string, else ""."""
+    value = body.get("request_id")
+    return value if isinstance(value, str) else ""
 
 
 def _unstructure(value: Any) -> Any:
@@ -32,19 +52,6 @@ def _unstructure(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _unstructure(v) for k, v in value.items()}
     return value
-
-
-def structure(cls: type, data: dict) -> Any:
-    """Build an attrs instance from a field map, rejecting missing or extra fields."""
-    names = {f.name for f in attrs.fields(cls)}
-    extra = set(data) - names
-    if extra:
-        raise ValueError(f"{cls.__name__}: unknown fields {sorted(map(str, extra))}")
-    required = {f.name for f in attrs.fields(cls) if f.default is attrs.NOTHING}
-    missing = required - set(data)
-    if missing:
-        raise ValueError(f"{cls.__name__}: missing fields {sorted(missing)}")
-    return cls(**data)
 
 
 def _check_no_trailing_bytes(envelope: dict, size: int) -> None:
@@ -91,8 +98,10 @@ def decode(data: bytes) -> Message:
         )
     version = envelope["v"]
     if version != PROTOCOL_VERSION or isinstance(version, bool):
+        peer = version if isinstance(version, int) and not isinstance(version, bool) else None
         raise ProtocolError(
-            f"protocol version {version!r} is not supported (expected {PROTOCOL_VERSION})"
+            f"protocol version {version!r} is not supported (expected {PROTOCOL_VERSION})",
+            peer_version=peer,
         )
     tag = envelope["t"]
     if not isinstance(tag, str) or tag not in _BY_TAG:
@@ -103,4 +112,4 @@ def decode(data: bytes) -> Message:
     try:
         return structure(_BY_TAG[tag], body)
     except (TypeError, ValueError, KeyError, OverflowError, RecursionError) as exc:
-        raise ProtocolError(f"{tag}: {exc}") from None
+        raise ProtocolError(f"{tag}: {exc}", request_id=_request_id_of(body)) from None

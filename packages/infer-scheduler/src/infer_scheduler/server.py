@@ -3,8 +3,10 @@
 Invariants: one loop, one thread; new messages are taken without blocking
 while requests are live (blocking up to `idle_poll_ms` when idle); each pass
 runs at most one engine step and sends each delta to the identity that sent
-the request. A bad frame is answered with RequestError(code="bad_frame")
-and never ends the loop; neither does a failing step (its requests get
+the request. A bad frame is answered with RequestError(code="bad_frame"),
+carrying the frame's request id when it could be read, and never ends the
+loop; a peer speaking another protocol version is logged once (its frames
+are answered like any bad frame, so it sees this engine's version); neither does a failing step (its requests get
 RequestError(code="internal")). `stop()` (from a signal handler) ends the
 loop: live requests get RequestError(code="shutting_down") and the ipc
 socket file is removed.
@@ -21,6 +23,7 @@ from collections.abc import Callable
 import zmq
 
 from infer_protocol import (
+    PROTOCOL_VERSION,
     AbortRequest,
     GenerateRequest,
     Message,
@@ -43,6 +46,7 @@ MAX_MESSAGES_PER_PASS = 256
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 RCV_HWM = 10_000
 SHUTDOWN_GRACE_S = 0.3
+MAX_REMEMBERED_PEERS = 1024
 
 
 def ipc_path(endpoint: str) -> str | None:
@@ -75,6 +79,7 @@ class EngineServer:
         self.socket.setsockopt(zmq.RCVHWM, RCV_HWM)
         self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         self._bad_frames = BadFrameLimiter()
+        self._other_versions: set[bytes] = set()  # peers already reported as mismatched
         self._bind()
 
     def _bind(self) -> None:
@@ -144,7 +149,9 @@ class EngineServer:
         try:
             msg = decode(payload)
         except ProtocolError as exc:
-            self._bad_frame(envelope, str(exc))
+            if exc.peer_version is not None:
+                self._version_mismatch(envelope, exc.peer_version)
+            self._bad_frame(envelope, str(exc), exc.request_id, quiet=exc.peer_version is not None)
             return
         try:
             self._dispatch(envelope, msg)
@@ -152,14 +159,37 @@ class EngineServer:
             log.exception("failed to handle %s", type(msg).__name__)
             self._send(envelope, RequestError(getattr(msg, "request_id", ""), "internal", str(exc)))
 
-    def _bad_frame(self, envelope: list[bytes], text: str) -> None:
-        """Log and answer a bad frame, unless a flood of them is being rate limited."""
+    def _bad_frame(
+        self, envelope: list[bytes], text: str, request_id: str = "", quiet: bool = False
+    ) -> None:
+        """Log and answer a bad frame, unless a flood of them is being rate limited.
+
+        The answer carries `request_id` (when the frame's could be read), so
+        the request it belongs to fails at once instead of timing out.
+        """
         if not self._bad_frames.admit():
             return
         dropped = self._bad_frames.take_suppressed()
         more = f" ({dropped} more bad frames dropped unanswered)" if dropped else ""
-        log.warning("bad frame from %r: %s%s", envelope[0], text, more)
-        self._send(envelope, RequestError("", "bad_frame", text))
+        if not quiet or dropped:
+            log.warning("bad frame from %r: %s%s", envelope[0], text, more)
+        self._send(envelope, RequestError(request_id, "bad_frame", text))
+
+    def _version_mismatch(self, envelope: list[bytes], version: int) -> None:
+        """One log line per peer that speaks another protocol version."""
+        peer = envelope[0]
+        if peer in self._other_versions:
+            return
+        if len(self._other_versions) >= MAX_REMEMBERED_PEERS:
+            self._other_versions.clear()
+        self._other_versions.add(peer)
+        log.error(
+            "peer %r speaks protocol version %d, this engine %d: its messages are refused "
+            "(run the gateway and the engine from the same release)",
+            peer,
+            version,
+            PROTOCOL_VERSION,
+        )
 
     def _dispatch(self, envelope: list[bytes], msg: Message) -> None:
         if isinstance(msg, GenerateRequest):

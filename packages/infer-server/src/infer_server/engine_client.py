@@ -12,6 +12,10 @@ has said nothing for `hang_after` seconds. Either way the engine is down:
 every open stream receives an `EngineUnavailable` item and new requests are
 refused until the engine answers again and its ModelInfo has been loaded
 (then `connected` is True). zmq reconnects by itself.
+
+An engine whose frames declare another protocol version is not connected:
+that is logged once, and `last_error` (the /ready detail) names both
+versions. A bad frame that names a waiting request fails that request.
 """
 
 from __future__ import annotations
@@ -27,12 +31,14 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from infer_protocol import (
+    PROTOCOL_VERSION,
     AbortRequest,
     Message,
     ModelInfo,
     ModelInfoQuery,
     Ping,
     ProtocolError,
+    RequestError,
     decode,
     encode,
 )
@@ -74,6 +80,7 @@ class EngineClient:
         self.connected = False
         self.model_info: ModelInfo | None = None
         self.last_error: str | None = "engine not contacted yet"
+        self.peer_version: int | None = None  # the engine's protocol version when it differs
         self.gate = OverloadGate()
 
     # ------------------------------------------------------------ lifecycle
@@ -184,8 +191,9 @@ class EngineClient:
             try:
                 msg = decode(frames[-1])
             except ProtocolError as exc:
-                log.warning("dropping a bad frame from the engine: %s", exc)
+                self._bad_frame(exc)
                 continue
+            self.peer_version = None
             self.gate.observe(msg)
             queue = self._pending.get(msg.request_id)
             if queue is not None:
@@ -194,6 +202,25 @@ class EngineClient:
                 log.warning("engine reported: %s", getattr(msg, "message", msg))
             if not self.connected and self._loading is None:
                 self._loading = asyncio.create_task(self._load_model_info())
+
+    def _bad_frame(self, exc: ProtocolError) -> None:
+        """A frame that did not decode: a version mismatch, or the request it names fails."""
+        if exc.peer_version is not None:
+            reason = (
+                f"engine speaks protocol version {exc.peer_version}, this gateway "
+                f"{PROTOCOL_VERSION}: run both from the same release"
+            )
+            if self.peer_version != exc.peer_version:
+                log.error("%s (engine at %s)", reason, self.endpoint)
+            self.peer_version = exc.peer_version
+            if self.connected:
+                self._mark_down(reason)
+            self.last_error = reason
+            return
+        queue = self._pending.get(exc.request_id) if exc.request_id else None
+        if queue is not None:
+            queue.put_nowait(RequestError(exc.request_id, "bad_frame", str(exc)))
+        log.warning("bad frame from the engine: %s", exc)
 
     async def _load_model_info(self) -> None:
         try:
