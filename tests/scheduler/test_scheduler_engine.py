@@ -53,7 +53,8 @@ def test_prefix_cache_computes_only_new_tokens(tiny_bundle) -> None:
     assert eng.cache.hits - hits == 200 and eng.cache.misses - misses == 5
     assert deltas[-1].usage.cached_tokens == 200
     stats = eng.metrics().cache
-    assert stats.hits == 200 and 0 < stats.hit_rate < 1 and stats.node_count >= 2
+    assert stats.hits == 200 and stats.misses == len(first) + 5 and stats.node_count >= 2
+    assert stats.hit_rate == pytest.approx(200 / (len(first) + len(second)))
     assert stats.total_cached == stats.evictable_size > 0 and stats.protected_size == 0
     assert stats.total_capacity == 8192
     assert tokens_of(deltas) == alone(tiny_bundle, second, 6)
@@ -76,10 +77,32 @@ def test_pressure_preempts_and_everyone_finishes(tiny_bundle) -> None:
         assert tokens_of(out[f"r{i}"]) == tokens_of(expected[f"r{i}"]), f"r{i}"
         assert out[f"r{i}"][-1].finish_reason == "length"
     assert eng.leaked_blocks() == 0
+    # no prompt shares a prefix: re-admissions after preemption find their own blocks in
+    # the cache, but the hit rate counts each request's prompt once, at its first admission
+    stats = eng.metrics().cache
+    assert all(out[f"r{i}"][-1].usage.cached_tokens == 0 for i in range(len(ps)))
+    assert (stats.hits, stats.misses, stats.hit_rate) == (0, sum(map(len, ps)), 0.0)
     cached_blocks = eng.cache.cache.total_size // 16
     assert eng.pool.num_used == cached_blocks and eng.cache.cache.protected_size == 0
     eng.cache.cache.evict(10**6)
     assert eng.pool.num_free == eng.pool.num_blocks
+
+
+def test_hit_rate_under_pressure_is_cached_over_admitted_prompt_tokens(tiny_bundle) -> None:
+    shared = prompts(1, base_len=64, seed=3)[0]
+    ps = [shared + p for p in prompts(12, base_len=8, seed=4)]
+    eng = engine(tiny_bundle, kv_cache_tokens=384, block_size=16, max_batch_tokens=128)
+    for i, p in enumerate(ps):
+        eng.add_request(gen(f"r{i}", p, max_tokens=24))
+    out = run_all(eng)
+    assert eng.scheduler.preemptions > 0
+    cached = [out[f"r{i}"][-1].usage.cached_tokens for i in range(len(ps))]
+    assert all(c <= len(p) for c, p in zip(cached, ps, strict=True))
+    assert sum(c == 64 for c in cached) >= len(ps) // 2  # most found the whole shared prefix
+    stats = eng.metrics().cache
+    assert (stats.hits, stats.misses) == (sum(cached), sum(map(len, ps)) - sum(cached))
+    assert stats.hit_rate == pytest.approx(sum(cached) / sum(map(len, ps)))
+    assert stats.hit_rate > 0.3
 
 
 def test_abort_mid_decode_frees_blocks_next_step(tiny_bundle) -> None:

@@ -47,9 +47,12 @@ class CacheManager:
         req.num_computed = len(blocks) * self.block_size
 
     def record_admission(self, req: Request) -> None:
-        """Count the admitted request's cached tokens as hits, the rest as misses."""
-        self.hits += req.num_computed
-        self.misses += req.num_tokens - req.num_computed
+        """Count a request's first admission: its cached prompt tokens as hits, the rest
+        of its prompt as misses (once per request: re-admissions after preemption and
+        generated tokens never count, so hits / (hits + misses) is the share of admitted
+        prompt tokens served from the cache)."""
+        self.hits += req.cached_tokens
+        self.misses += req.num_prompt - req.cached_tokens
 
     def grow(self, req: Request, num_tokens: int) -> bool:
         """Extend the block table to hold `num_tokens` tokens, evicting cache if needed.

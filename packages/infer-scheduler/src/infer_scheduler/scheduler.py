@@ -102,9 +102,9 @@ class Scheduler:
                     continue
                 break
             self.waiting.popleft()
-            self.cache.record_admission(req)
             if req.num_preemptions == 0 and req.first_scheduled is None:
                 req.cached_tokens = req.num_computed
+                self.cache.record_admission(req)
             req.status = Status.RUNNING
             req.admitted_seq = next(self._admissions)
             self.running.append(req)
