@@ -1,0 +1,1 @@
+"""Quantized weights kept in the checkpoint's precision: formats, GGUF repacking, kernels."""
