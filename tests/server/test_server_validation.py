@@ -189,3 +189,61 @@ def test_openapi_document_is_valid_and_complete():
     assert chat["max_tokens"]["anyOf"][0]["maximum"] == 2048
     detok = exact["components"]["schemas"]["DetokenizeRequest"]["properties"]["tokens"]
     assert detok["items"]["maximum"] == 99
+
+
+@pytest.mark.parametrize(
+    ("patch", "param"),
+    [
+        ({"tools": []}, "tools"),
+        ({"response_format": "bogus"}, "response_format"),
+        ({"store": True}, "store"),
+        ({"service_tier": "priority"}, "service_tier"),
+        ({"stop_token_ids": [1]}, "stop_token_ids"),
+        ({"stream": True, "stream_options": {"include_usage": True, "x": 1}}, "stream_options.x"),
+        (
+            {"messages": [{"role": "user", "content": "x", "audio": {"id": "a"}}]},
+            "messages[0].audio",
+        ),
+        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
+    ],
+)
+def test_fields_not_honoured_are_refused_by_name(patch, param):
+    err = error_of(parse_chat, {**CHAT, **patch})
+    assert err.param == param and "supported" in err.message
+
+
+def test_no_effect_fields_and_nulls_pass():
+    req = parse_chat(
+        {
+            **CHAT,
+            "messages": [
+                {"role": "developer", "content": "be kind", "name": "d"},
+                {"role": "assistant", "content": "ok", "tool_calls": [], "refusal": None},
+            ],
+            "user": "u",
+            "metadata": {"a": "b"},
+            "store": False,
+            "service_tier": "auto",
+            "tools": None,
+        }
+    )
+    assert req.messages == [
+        {"role": "system", "content": "be kind", "name": "d"},
+        {"role": "assistant", "content": "ok"},
+    ]
+
+
+def test_a_field_honoured_by_a_feature_is_accepted_in_one_place():
+    from infer_server.fields import CHAT_FIELDS, refuse_unknown
+
+    body = {"tools": [], "messages": [{"role": "tool", "content": "x"}]}
+    with pytest.raises(APIError):
+        refuse_unknown(body, CHAT_FIELDS)
+    refuse_unknown(body, CHAT_FIELDS | {"tools"})  # no error once the feature lists it
+
+
+def test_switches_and_nan():
+    assert error_of(parse_chat, {**CHAT, "stream_options": {}}).param == "stream_options"
+    assert error_of(parse_chat, {**CHAT, "top_logprobs": 0}).param == "top_logprobs"
+    assert "finite" in error_of(parse_chat, {**CHAT, "temperature": float("nan")}).message
+    assert parse_chat({**CHAT, "stream": True, "stream_options": {}}).sampling.stream

@@ -33,6 +33,7 @@ def api_routes() -> list[Route]:
         Route("/v1/chat/completions", chat.chat_completions, methods=["POST"]),
         Route("/v1/completions", completions.completions, methods=["POST"]),
         Route("/v1/models", misc.models, methods=["GET"]),
+        Route("/v1/models/{model_id:path}", misc.model, methods=["GET"]),
         Route("/v1/metrics", misc.v1_metrics, methods=["GET"]),
         Route("/metrics", misc.prometheus, methods=["GET"]),
         Route("/health", misc.health, methods=["GET"]),

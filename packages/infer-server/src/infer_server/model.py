@@ -67,11 +67,17 @@ class ServedModel:
         text = self.render_chat(messages, add_generation_prompt)
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
-    def encode_prompt(self, text: str) -> list[int]:
-        """Tokenize a raw completion prompt, adding BOS when the model wants it."""
+    def encode_prompt(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        """Tokenize a raw completion prompt, adding BOS when the model wants it (and the
+        caller does not turn special tokens off)."""
         ids = self.tokenizer.encode(text, add_special_tokens=False).ids
         bos = self.info.bos_token_id
-        if self.info.add_bos_token and bos is not None and (not ids or ids[0] != bos):
+        if (
+            add_special_tokens
+            and self.info.add_bos_token
+            and bos is not None
+            and (not ids or ids[0] != bos)
+        ):
             ids = [bos, *ids]
         return ids
 

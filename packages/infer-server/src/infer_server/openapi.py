@@ -107,6 +107,16 @@ def _document() -> dict:
                 no_engine,
             )
         },
+        "/v1/models/{model_id}": {
+            "get": {
+                **_op(
+                    "One served model",
+                    {"description": "The model", **_json(_ref("Model"))},
+                    {"404": _err("Unknown model"), **no_engine},
+                ),
+                "parameters": [{"name": "model_id", "in": "path", "required": True, "schema": STR}],
+            }
+        },
         "/v1/metrics": {
             "get": _op(
                 "System, engine and cache metrics",

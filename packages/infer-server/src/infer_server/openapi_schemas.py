@@ -64,18 +64,26 @@ _SAMPLING = {
         }
     ),
     "stream": _nullable(_BOOL),
-    "stream_options": _nullable(obj({"include_usage": _nullable(_BOOL)})),
+    "stream_options": _nullable(obj({"include_usage": _nullable(_BOOL)}, extra=False)),
     "ignore_eos": _nullable(_BOOL),
+    # accepted without effect (fields.NO_EFFECT); every other field is refused
+    "user": {},
+    "safety_identifier": {},
+    "metadata": {},
+    "prompt_cache_key": {},
+    "store": _nullable({"const": False}),
+    "service_tier": _nullable({"enum": ["auto", "default"]}),
 }
 
 _TEXT_PART = obj({"type": {"const": "text"}, "text": STR}, ["type", "text"])
 _MESSAGE = obj(
     {
-        "role": {"enum": ["system", "user", "assistant", "tool", "developer"]},
+        "role": {"enum": ["system", "user", "assistant", "developer"]},
         "content": {"anyOf": [STR, {"type": "array", "items": _TEXT_PART}]},
         "name": STR,
     },
     ["role", "content"],
+    extra=False,
 )
 _TOKEN_IDS = {"type": "array", "minItems": 1, "items": TOKEN_ID}
 _TOP = obj(
@@ -128,6 +136,7 @@ SCHEMAS: dict[str, dict] = {
             **_SAMPLING,
         },
         ["model", "messages"],
+        extra=False,
     ),
     "CompletionRequest": obj(
         {
@@ -145,6 +154,7 @@ SCHEMAS: dict[str, dict] = {
             **_SAMPLING,
         },
         ["model", "prompt"],
+        extra=False,
     ),
     "Usage": obj(
         {
@@ -213,22 +223,20 @@ SCHEMAS: dict[str, dict] = {
         },
         ["id", "object", "created", "model", "choices", "usage"],
     ),
+    "Model": obj(
+        {
+            "id": STR,
+            "object": {"const": "model"},
+            "created": _INT,
+            "owned_by": STR,
+            "max_model_len": _INT,
+        },
+        ["id", "object", "created", "owned_by"],
+    ),
     "ModelList": obj(
         {
             "object": {"const": "list"},
-            "data": {
-                "type": "array",
-                "items": obj(
-                    {
-                        "id": STR,
-                        "object": {"const": "model"},
-                        "created": _INT,
-                        "owned_by": STR,
-                        "max_model_len": _INT,
-                    },
-                    ["id", "object", "created", "owned_by"],
-                ),
-            },
+            "data": {"type": "array", "items": _ref("Model")},
         },
         ["object", "data"],
     ),
@@ -297,7 +305,15 @@ SCHEMAS: dict[str, dict] = {
     "Version": obj({"version": STR, "protocol_version": _INT}, ["version", "protocol_version"]),
     "TokenizeRequest": {
         "anyOf": [
-            obj({"model": _nullable(MODEL), "prompt": STR}, ["prompt"]),
+            obj(
+                {
+                    "model": _nullable(MODEL),
+                    "prompt": STR,
+                    "add_special_tokens": _nullable(_BOOL),
+                },
+                ["prompt"],
+                extra=False,
+            ),
             obj(
                 {
                     "model": _nullable(MODEL),
@@ -305,6 +321,7 @@ SCHEMAS: dict[str, dict] = {
                     "add_generation_prompt": _nullable(_BOOL),
                 },
                 ["messages"],
+                extra=False,
             ),
         ]
     },
@@ -318,6 +335,7 @@ SCHEMAS: dict[str, dict] = {
             "tokens": {"type": "array", "items": TOKEN_ID},
         },
         ["tokens"],
+        extra=False,
     ),
     "DetokenizeResponse": obj({"prompt": STR}, ["prompt"]),
 }

@@ -1,7 +1,7 @@
 """Request bodies -> typed requests; anything wrong is a 400 naming the param.
 
-Unknown fields are ignored (clients send many optional extras); known fields
-must have the documented type and range. Booleans never pass as numbers.
+A field the endpoint does not honour is refused by name (see `fields`); known
+fields must have the documented type and range. Booleans never pass as numbers.
 """
 
 from __future__ import annotations
@@ -11,8 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import APIError, bad_request
+from .fields import (
+    CHAT_FIELDS,
+    COMPLETION_FIELDS,
+    MESSAGE_FIELDS,
+    TOOL_MESSAGE_FIELDS,
+    refuse_unknown,
+)
 
-ROLES = ("system", "user", "assistant", "tool", "developer")
+ROLES = ("system", "user", "assistant", "developer")  # "developer" is rendered as "system"
 MAX_N = 8
 MAX_CHOICES = 32  # prompts x n in one request: one request must not fill the engine's queue
 MAX_TOP_LOGPROBS = 20
@@ -105,8 +112,10 @@ def get_float(body: dict, key: str, default: float, low: float, high: float) -> 
     value = body.get(key)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise bad_request(f"'{key}' must be a number, got {_type_name(value)}", key)
+    if not math.isfinite(value):
+        raise bad_request(f"'{key}' must be a finite number, got {value}", key)
     if not low <= value <= high:
         raise bad_request(f"'{key}' must be in [{low:g}, {high:g}], got {value:g}", key)
     return float(value)
@@ -153,9 +162,9 @@ def parse_sampling(body: dict, *, chat: bool) -> Sampling:
     if chat:
         max_tokens = get_int(body, "max_completion_tokens", max_tokens, 1)
         logprobs = get_bool(body, "logprobs", False)
-        top = get_int(body, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS) if logprobs else 0
-        if not logprobs:
-            get_int(body, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS)  # still type/range checked
+        top = get_int(body, "top_logprobs", 0, 0, MAX_TOP_LOGPROBS)
+        if body.get("top_logprobs") is not None and not logprobs:
+            raise bad_request("'top_logprobs' needs 'logprobs': true", "top_logprobs")
     else:
         top = get_int(body, "logprobs", None, 0, MAX_TOP_LOGPROBS)
         logprobs = top is not None
@@ -163,6 +172,11 @@ def parse_sampling(body: dict, *, chat: bool) -> Sampling:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise bad_request("'stream_options' must be an object", "stream_options")
+    stream = get_bool(body, "stream", False)
+    if options is not None and not stream:
+        raise bad_request("'stream_options' is only allowed with 'stream': true", "stream_options")
+    if options:
+        refuse_unknown(options, frozenset({"include_usage"}), "stream_options.")
     include_usage = get_bool(options or {}, "include_usage", False)
     return Sampling(
         max_tokens=max_tokens,
@@ -180,7 +194,7 @@ def parse_sampling(body: dict, *, chat: bool) -> Sampling:
         logit_bias=_logit_bias(body),
         logprobs=logprobs,
         top_logprobs=top,
-        stream=get_bool(body, "stream", False),
+        stream=stream,
         include_usage=include_usage,
         ignore_eos=get_bool(body, "ignore_eos", False),
     )
@@ -212,7 +226,19 @@ def _content(message: dict, index: int) -> str:
     return "".join(texts)
 
 
-def parse_messages(body: dict) -> list[dict[str, str]]:
+def _message_fields(message: dict, index: int, honoured: frozenset[str]) -> None:
+    """Refuse tool messages and tool calls unless `tools` is honoured; null values are absent."""
+    where = f"messages[{index}]."
+    if message.get("role") == "tool" and "tools" not in honoured:
+        raise bad_request(
+            f"'{where}role' 'tool' is not supported: tool calling is not supported",
+            f"{where}role",
+        )
+    fields = MESSAGE_FIELDS | TOOL_MESSAGE_FIELDS if "tools" in honoured else MESSAGE_FIELDS
+    refuse_unknown({k: v for k, v in message.items() if v != []}, fields, where)
+
+
+def parse_messages(body: dict, honoured: frozenset[str] = CHAT_FIELDS) -> list[dict[str, str]]:
     messages = body.get("messages", _MISSING)
     if messages is _MISSING or messages is None:
         raise bad_request("'messages' is a required property", "messages")
@@ -224,6 +250,7 @@ def parse_messages(body: dict) -> list[dict[str, str]]:
     for i, message in enumerate(messages):
         if not isinstance(message, dict):
             raise bad_request(f"'messages[{i}]' must be an object", f"messages[{i}]")
+        _message_fields(message, i, honoured)
         role = message.get("role")
         if not isinstance(role, str) or role not in ROLES:
             raise bad_request(
@@ -232,12 +259,16 @@ def parse_messages(body: dict) -> list[dict[str, str]]:
             )
         if "name" in message and not isinstance(message["name"], str):
             raise bad_request(f"'messages[{i}].name' must be a string", f"messages[{i}].name")
-        out.append({"role": role, "content": _content(message, i)})
+        entry = {"role": "system" if role == "developer" else role, "content": _content(message, i)}
+        if "name" in message:
+            entry["name"] = message["name"]
+        out.append(entry)
     return out
 
 
 def parse_chat(body: Any) -> ChatRequest:
     body = _object(body)
+    refuse_unknown(body, CHAT_FIELDS)
     return ChatRequest(
         model=get_str(body, "model"),
         messages=parse_messages(body),
@@ -280,8 +311,7 @@ def parse_prompts(value: Any) -> list[str | list[int]]:
 
 def parse_completion(body: Any) -> CompletionRequest:
     body = _object(body)
-    if body.get("suffix") is not None:
-        raise bad_request("'suffix' is not supported", "suffix")
+    refuse_unknown(body, COMPLETION_FIELDS)
     sampling = parse_sampling(body, chat=False)
     best_of = get_int(body, "best_of", None, 1, MAX_N)
     if best_of is not None and best_of != sampling.n:

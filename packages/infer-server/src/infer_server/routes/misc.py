@@ -11,8 +11,10 @@ from infer_protocol import PROTOCOL_VERSION, EngineMetrics, MetricsQuery
 from .. import __version__
 from ..engine_client import EngineUnavailable
 from ..errors import bad_request
+from ..fields import DETOKENIZE_FIELDS, TOKENIZE_FIELDS, refuse_unknown
 from ..http import read_json
 from ..metrics import engine_json, system_metrics
+from ..model import ServedModel
 from ..state import Gateway, gateway
 from ..templates import TemplateError
 from ..validation import get_bool, get_str, parse_messages, token_id
@@ -37,19 +39,26 @@ async def version(request: Request) -> Response:
     return JSONResponse({"version": __version__, "protocol_version": PROTOCOL_VERSION})
 
 
+def _model_card(model: ServedModel, name: str) -> dict:
+    return {
+        "id": name,
+        "object": "model",
+        "created": model.created,
+        "owned_by": "infer",
+        "max_model_len": model.context_length,
+    }
+
+
 async def models(request: Request) -> Response:
     model = gateway(request).require_model(None)
-    data = [
-        {
-            "id": name,
-            "object": "model",
-            "created": model.created,
-            "owned_by": "infer",
-            "max_model_len": model.context_length,
-        }
-        for name in model.names
-    ]
-    return JSONResponse({"object": "list", "data": data})
+    return JSONResponse({"object": "list", "data": [_model_card(model, n) for n in model.names]})
+
+
+async def model(request: Request) -> Response:
+    """GET /v1/models/{id}: one model card (the openai client's models.retrieve)."""
+    name = request.path_params["model_id"]
+    served = gateway(request).require_model(name)
+    return JSONResponse(_model_card(served, name))
 
 
 def _optional_model(gw: Gateway, body: dict):
@@ -61,8 +70,14 @@ async def tokenize(request: Request) -> Response:
     body = await read_json(request, gw.settings.max_body_bytes)
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
+    refuse_unknown(body, TOKENIZE_FIELDS)
     model = _optional_model(gw, body)
     if "messages" in body and body.get("messages") is not None:
+        if body.get("add_special_tokens") is not None:
+            raise bad_request(
+                "'add_special_tokens' applies to 'prompt'; the chat template places special tokens",
+                "add_special_tokens",
+            )
         messages = parse_messages(body)
         add = get_bool(body, "add_generation_prompt", True)
         try:
@@ -71,7 +86,7 @@ async def tokenize(request: Request) -> Response:
             raise bad_request(str(exc), "messages") from None
     else:
         prompt = get_str(body, "prompt")
-        tokens = model.encode_prompt(prompt)
+        tokens = model.encode_prompt(prompt, get_bool(body, "add_special_tokens", True))
     return JSONResponse(
         {"tokens": tokens, "count": len(tokens), "max_model_len": model.context_length}
     )
@@ -82,6 +97,7 @@ async def detokenize(request: Request) -> Response:
     body = await read_json(request, gw.settings.max_body_bytes)
     if not isinstance(body, dict):
         raise bad_request("the request body must be a JSON object")
+    refuse_unknown(body, DETOKENIZE_FIELDS)
     model = _optional_model(gw, body)
     raw = body.get("tokens")
     tokens = [token_id(t) for t in raw] if isinstance(raw, list) else None
@@ -89,7 +105,8 @@ async def detokenize(request: Request) -> Response:
         raise bad_request(
             f"'tokens' must be an array of token ids in [0, {model.vocab_size})", "tokens"
         )
-    return JSONResponse({"prompt": model.decode(tokens)})
+    # special tokens stay, so that tokenize -> detokenize gives the text back
+    return JSONResponse({"prompt": model.decode(tokens, skip_special_tokens=False)})
 
 
 async def _engine_metrics(gw: Gateway) -> EngineMetrics | None:
