@@ -212,6 +212,43 @@ def test_logprobs_and_seeded_sampling(tiny_bundle) -> None:
         assert len(delta.top_logprobs[0]) == 3 and delta.logprobs[0] <= 0
 
 
+def test_logprobs_are_the_models_raw_distribution(tiny_bundle, tiny_dir) -> None:
+    """Whatever the sampling parameters, logprobs equal a transformers forward's log-softmax."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    ids = prompts(1, 12, seed=21)[0]
+    forced = ids[3]
+    cases = {
+        "sampled": SamplingParams(
+            temperature=0.5, top_k=3, top_p=0.9, repetition_penalty=1.3, seed=7,
+            logprobs=True, top_logprobs=4,
+        ),
+        "biased": SamplingParams(
+            temperature=0.0, logit_bias={forced: 100.0}, frequency_penalty=0.5,
+            logprobs=True, top_logprobs=4,
+        ),
+    }  # fmt: skip
+    eng = engine(tiny_bundle)
+    for name, params in cases.items():
+        eng.add_request(gen(name, ids, 6, sampling=params))
+    out = run_all(eng)
+    hf = AutoModelForCausalLM.from_pretrained(tiny_dir, dtype=torch.float32).eval()
+    for name in cases:
+        tokens = tokens_of(out[name])
+        with torch.no_grad():
+            logits = hf(torch.tensor([ids + tokens])).logits[0].float()
+        logp = torch.log_softmax(logits[len(ids) - 1 : -1], dim=-1)
+        want = [logp[i, t].item() for i, t in enumerate(tokens)]
+        assert [d.logprobs[0] for d in out[name]] == pytest.approx(want, abs=1e-4), name
+        for i, delta in enumerate(out[name]):
+            top_ids = [t for t, _ in delta.top_logprobs[0]]
+            assert top_ids == torch.topk(logp[i], 4).indices.tolist(), name
+    # the bias picked `forced` every time, though the model itself ranks it low
+    assert tokens_of(out["biased"]) == [forced] * 6
+    assert max(d.logprobs[0] for d in out["biased"]) < -1.0
+
+
 def test_running_prefill_is_shared_with_a_later_request(tiny_bundle) -> None:
     shared = prompts(1, base_len=128, seed=9)[0]
     eng = engine(tiny_bundle, block_size=16, max_batch_tokens=64)

@@ -140,9 +140,10 @@ def test_repetition_penalty_moves_seen_logits_toward_zero() -> None:
     )
     out = run(Sampler(VOCAB, "cpu"), logits, [p], prompt=[[3]], output=[[4]])
     assert out.token_ids == [5]  # 3 was seen: 2.0 -> 1.0 < 1.9
+    # logprobs are the raw distribution's: the penalty changed the pick, not them
     top = dict(out.top_logprobs[0])
-    assert top[3] - top[5] == pytest.approx(1.0 - 1.9, abs=1e-5)
-    assert 4 not in top or top[4] < top[3]
+    assert top[3] - top[5] == pytest.approx(2.0 - 1.9, abs=1e-5)
+    assert out.logprobs[0] == pytest.approx(torch.log_softmax(logits[0], -1)[5].item(), abs=1e-5)
 
 
 def test_presence_and_frequency_penalties_use_output_only() -> None:
@@ -155,13 +156,15 @@ def test_presence_and_frequency_penalties_use_output_only() -> None:
     prompt = [[9, 9, 9], [9]]
     out = Sampler(VOCAB, "cpu").sample(logits, params, [None, None], prompt, [[1, 1], [1]])
     assert out.token_ids[0] != 1 and out.token_ids[1] != 1
-    logp = [
-        torch.log_softmax(row, -1) for row in torch.tensor([[0.0, 1.0 - 1.2], [0.0, 1.0 - 2.0]])
-    ]
-    assert out.logprobs[0] == pytest.approx(out.top_logprobs[0][0][1])
-    assert logp[0][0] > logp[0][1] and logp[1][0] > logp[1][1]
+    # the raw distribution still ranks the penalised token 1 first
+    assert [row[0][0] for row in out.top_logprobs] == [1, 1]
+    from infer_worker.penalties import apply_penalties
+
+    penalised = apply_penalties(logits, params, prompt, [[1, 1], [1]])
+    assert penalised[0, 1].item() == pytest.approx(1.0 - 1.2)
+    assert penalised[1, 1].item() == pytest.approx(1.0 - 2.0)
     # the prompt-only token 9 is not penalised: it ties with every other unseen token
-    assert out.top_logprobs[0][0][1] == pytest.approx(out.top_logprobs[0][1][1])
+    assert penalised[:, 9].tolist() == penalised[:, 0].tolist() == [0.0, 0.0]
 
 
 def test_penalty_values_exactly() -> None:

@@ -1,8 +1,10 @@
 """Batched sampling with per-row parameters.
 
-Order per row: penalties and logit bias -> (logprobs are taken here) ->
-greedy argmax, or temperature -> top-k -> top-p -> min-p -> inverse-CDF
-draw. Top-k runs first with one torch.topk over the batch, so only the k
+Order per row: penalties and logit bias -> greedy argmax, or temperature ->
+top-k -> top-p -> min-p -> inverse-CDF draw. Logprobs (of the chosen token
+and the top alternatives) are the model's raw log-probabilities, the
+log-softmax of the logits before any of these steps (vLLM's default), so
+they do not depend on the sampling parameters. Top-k runs first with one torch.topk over the batch, so only the k
 candidates are ever sorted; a full-vocabulary sort happens only when some
 sampling row disables top-k. Each seeded row draws exactly one uniform
 number per step from its own generator, so its tokens do not depend on
@@ -55,8 +57,8 @@ class Sampler:
         rows = logits.shape[0]
         if not (len(params) == len(generators) == len(prompt_ids) == len(output_ids) == rows):
             raise ValueError("sample(): logits rows and per-row lists differ in length")
-        logits = logits.float()
-        logits = apply_penalties(logits, params, prompt_ids, output_ids)
+        raw = logits.float()
+        logits = apply_penalties(raw, params, prompt_ids, output_ids)
         logits = apply_logit_bias(logits, params)
         sampled = [i for i, p in enumerate(params) if not p.greedy]
         if len(sampled) == rows:  # no argmax and no row gather (~3 ms at 32 x 49152)
@@ -72,7 +74,7 @@ class Sampler:
         out = SampleOutput(token_ids=chosen.tolist())
         want_top = max((p.top_logprobs for p in params), default=0)
         if any(p.logprobs or p.top_logprobs for p in params):
-            logp = torch.log_softmax(logits, dim=-1)
+            logp = torch.log_softmax(raw, dim=-1)
             out.logprobs = logp.gather(1, chosen[:, None])[:, 0].tolist()
             if want_top:
                 values, ids = torch.topk(logp, want_top, dim=-1)
