@@ -137,6 +137,7 @@ def test_options_map_to_the_child_flags():
     )
     engine = serve_options.engine_args(args, "ipc:///t/e.ipc")
     gateway = serve_options.gateway_args(args, "ipc:///t/e.ipc")
+    assert "k" not in engine + gateway  # the key goes in the gateway's environment
     assert engine == [
         "--model", "/m/x.gguf", "--endpoint", "ipc:///t/e.ipc", "--device", "cpu",
         "--enforce-eager", "--no-prefix-cache", "--served-model-name", "a", "--served-model-name", "b",
@@ -144,7 +145,7 @@ def test_options_map_to_the_child_flags():
     ]  # fmt: skip
     assert gateway == [
         "--host", "127.0.0.1", "--port", "9001", "--engine-endpoint", "ipc:///t/e.ipc",
-        "--api-key", "k", "--cors-origins", "http://x", "http://y", "--shutdown-timeout", "5.0",
+        "--cors-origins", "http://x", "http://y", "--shutdown-timeout", "30.0",
         "--log-level", "debug",
     ]  # fmt: skip
 

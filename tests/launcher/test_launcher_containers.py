@@ -195,6 +195,8 @@ def test_environment_variables_are_read_by_the_process(service):
         p.read_text()
         for p in (REPO / "packages" / module.replace("_", "-") / "src" / module).rglob("*.py")
     )
+    # the endpoint variables are read through the shared defaults of infer_protocol
+    source += (REPO / "packages/infer-protocol/src/infer_protocol/defaults.py").read_text()
     names = set(COMPOSE["services"][service].get("environment", {}))
     for word, rest in final_stage(service):
         if word == "ENV":

@@ -406,6 +406,11 @@ def test_options_reach_both_children(tmp_path: Path):
     try:
         _wait_for_banner(served, STARTUP_LIMIT_S)
         assert "Authorization: Bearer s3cret" in served.stdout()
+        children = served.children()
+        assert len(children) >= 2
+        for child in children:  # what `ps` shows every local user
+            cmdline = Path(f"/proc/{child.pid}/cmdline").read_bytes()
+            assert b"s3cret" not in cmdline, cmdline
         engine_cmd = served.engine().cmdline()
         assert engine_cmd[engine_cmd.index("--max-running") + 1] == "4"
         body = {"model": "alias", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}

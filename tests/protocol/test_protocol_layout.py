@@ -27,5 +27,6 @@ def sibling_imports(module: str) -> set[str]:
 
 def test_imports_run_one_way() -> None:
     assert sibling_imports("checks") == set()
+    assert sibling_imports("defaults") == set()
     assert sibling_imports("messages") == {"checks"}
     assert sibling_imports("codec") == {"checks", "messages"}

@@ -10,17 +10,26 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from infer_protocol import ModelInfo
+from infer_protocol.defaults import (
+    DEFAULT_ENDPOINT,
+    ENDPOINT_ENV,
+    LOG_LEVELS,
+    endpoint_from_env,
+    log_level_name,
+)
 
-DEFAULT_ENDPOINT = "ipc:///tmp/rustinfer.ipc"
 # OpenMP spin iterations before a worker thread sleeps (libgomp; ~0.1 ms)
 DEFAULT_SPINCOUNT = "10000"
 log = logging.getLogger("infer_scheduler")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParser:
+    """The infer-scheduler argument parser; defaults come from `env` (default os.environ)."""
+    env = os.environ if env is None else env
     p = argparse.ArgumentParser(
         prog="infer-scheduler",
         description="The infer engine: serves a model over ZeroMQ with continuous batching.",
@@ -28,8 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="smollm2", help="smollm2, a .gguf file or a HF directory")
     p.add_argument(
         "--endpoint",
-        default=os.environ.get("ZMQ_ENDPOINT", DEFAULT_ENDPOINT),
-        help=f"ROUTER endpoint to bind, ipc:// or tcp:// (env ZMQ_ENDPOINT; default {DEFAULT_ENDPOINT})",
+        default=endpoint_from_env(env, ENDPOINT_ENV[::-1]),
+        help="ROUTER endpoint to bind, ipc:// or tcp:// (env ZMQ_ENDPOINT, else ENGINE_ENDPOINT; "
+        f"default {DEFAULT_ENDPOINT})",
     )
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda[:N]")
     p.add_argument(
@@ -106,9 +116,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--log-level",
-        default=os.environ.get("LOG_LEVEL", "info"),
-        choices=["debug", "info", "warning", "error", "critical"],
+        default=(env.get("LOG_LEVEL") or "info").lower(),
+        choices=LOG_LEVELS,
         type=str.lower,
+        help="log level (LOG_LEVEL); warn means warning, trace debug",
     )
     return p
 
@@ -180,9 +191,12 @@ def kill_descendants() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.log_level not in LOG_LEVELS:  # argparse checks choices of flags, not of defaults
+        parser.error(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {args.log_level!r}")
     logging.basicConfig(
-        level=args.log_level.upper(),
+        level=log_level_name(args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )

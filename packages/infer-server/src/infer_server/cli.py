@@ -13,18 +13,19 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 from starlette.applications import Starlette
 
+from infer_protocol.defaults import exposure_warning, log_level_name
+
 from .app import create_app
 from .config import Settings, parse_settings
 from .templates import TemplateError
 
-_LEVELS = {"trace": logging.DEBUG}
 GRACE_AFTER_DRAIN_S = 1.0
 log = logging.getLogger("infer_server")
 
 
 def configure_logging(level: str) -> None:
     logging.basicConfig(
-        level=_LEVELS.get(level, getattr(logging, level.upper(), logging.INFO)),
+        level=log_level_name(level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -37,7 +38,7 @@ async def run(settings: Settings) -> None:
     config.bind = [f"{host}:{settings.port}"]
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
-    config.loglevel = settings.log_level.upper() if settings.log_level != "trace" else "DEBUG"
+    config.loglevel = log_level_name(settings.log_level)
     # the drain below lets in-flight requests finish; Hypercorn then only cancels leftovers
     config.graceful_timeout = GRACE_AFTER_DRAIN_S
     signalled = asyncio.Event()
@@ -45,6 +46,9 @@ async def run(settings: Settings) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, signalled.set)
     app = create_app(settings)
+    warning = exposure_warning(settings.host, settings.api_key)
+    if warning:
+        log.warning("%s", warning)
     log.info(
         "infer-server listening on %s:%s, engine %s",
         settings.host,

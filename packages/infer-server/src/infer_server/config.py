@@ -11,16 +11,23 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-DEFAULT_ENDPOINT = "ipc:///tmp/rustinfer.ipc"
-LOG_LEVELS = ("trace", "debug", "info", "warning", "warn", "error", "critical")
+from infer_protocol.defaults import (
+    DEFAULT_ENDPOINT,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    LOG_LEVELS,
+    SHUTDOWN_TIMEOUT_S,
+    endpoint_from_env,
+    port_number,
+)
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything the gateway needs to run; see the package README for flags."""
 
-    host: str = "0.0.0.0"
-    port: int = 8000
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
     engine_endpoint: str = DEFAULT_ENDPOINT
     log_level: str = "info"
     api_key: str | None = None
@@ -31,7 +38,7 @@ class Settings:
     chat_template_file: str | None = None
     ping_interval: float = 0.5
     engine_dead_after: float = 3.0
-    shutdown_timeout: float = 30.0
+    shutdown_timeout: float = SHUTDOWN_TIMEOUT_S
     rate_limit: int | None = None
 
 
@@ -49,28 +56,31 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be in [0, 65535], got {text}")
-    return value
-
-
 def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     """The infer-server argument parser; defaults come from `env`."""
     p = argparse.ArgumentParser(
         prog="infer-server", description="OpenAI-compatible gateway in front of infer-scheduler."
     )
-    p.add_argument("--host", default=env.get("HOST", "0.0.0.0"), help="bind address (HOST)")
-    p.add_argument("--port", type=_port, default=env.get("PORT", "8000"), help="bind port (PORT)")
+    p.add_argument(
+        "--host",
+        default=env.get("HOST") or DEFAULT_HOST,
+        help=f"bind address (HOST; default {DEFAULT_HOST}, 0.0.0.0 for every interface)",
+    )
+    p.add_argument(
+        "--port",
+        type=port_number,
+        default=env.get("PORT") or str(DEFAULT_PORT),
+        help=f"bind port (PORT; default {DEFAULT_PORT})",
+    )
     p.add_argument(
         "--engine-endpoint",
-        default=env.get("ENGINE_ENDPOINT", DEFAULT_ENDPOINT),
-        help="ZeroMQ endpoint of the engine (ENGINE_ENDPOINT)",
+        default=endpoint_from_env(env),
+        help=f"ZeroMQ endpoint of the engine (ENGINE_ENDPOINT, else ZMQ_ENDPOINT; default "
+        f"{DEFAULT_ENDPOINT})",
     )
     p.add_argument(
         "--log-level",
-        default=env.get("LOG_LEVEL", "info").lower(),
+        default=(env.get("LOG_LEVEL") or "info").lower(),
         type=str.lower,
         choices=LOG_LEVELS,
         help="log level (LOG_LEVEL)",
@@ -80,7 +90,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--cors-origins",
-        nargs="*",
+        nargs="+",
         default=None,
         help="allowed CORS origins (CORS_ORIGINS, comma separated); default any origin",
     )
@@ -111,7 +121,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--shutdown-timeout",
         type=_positive_float,
-        default=env.get("SHUTDOWN_TIMEOUT", "30"),
+        default=env.get("SHUTDOWN_TIMEOUT") or str(SHUTDOWN_TIMEOUT_S),
         help="on SIGTERM, seconds to let in-flight requests finish (SHUTDOWN_TIMEOUT)",
     )
     p.add_argument(
@@ -131,7 +141,10 @@ def parse_settings(
 ) -> Settings:
     """Parse flags (argv) with fallbacks from env (default os.environ)."""
     env = os.environ if env is None else env
-    args = build_parser(env).parse_args(argv)
+    parser = build_parser(env)
+    args = parser.parse_args(argv)
+    if args.log_level not in LOG_LEVELS:  # argparse checks choices of flags, not of defaults
+        parser.error(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {args.log_level!r}")
     if args.cors_origins is not None:
         origins = tuple(args.cors_origins)
     elif env.get("CORS_ORIGINS"):

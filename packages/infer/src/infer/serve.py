@@ -29,7 +29,7 @@ from .children import Child, console_command, stop_in_order
 from .network import base_url, first_model, is_ready, port_problem
 from .serve_options import DEFAULT_MODEL, engine_args, gateway_args
 
-STOP_GRACE_S = 8.0  # the gateway drains first, then the engine stops
+ENGINE_STOP_S = 3.0  # after the gateway's drain (--shutdown-timeout), the engine's share
 QUICK_EXIT_S = 30.0
 MAX_QUICK_RESTARTS = 5
 _SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -91,6 +91,15 @@ def engine_env(env: dict[str, str]) -> dict[str, str]:
     return {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000", **env}
 
 
+def gateway_env(env: dict[str, str], api_key: str | None) -> dict[str, str]:
+    """The gateway's environment: the API key travels as API_KEY, never on a command line
+    (where every local user can read it in `ps`)."""
+    out = {k: v for k, v in env.items() if k != "API_KEY"}
+    if api_key:
+        out["API_KEY"] = api_key
+    return out
+
+
 def private_dir() -> Path:
     """A fresh 0700 directory short enough for an ipc socket path."""
     path = Path(tempfile.mkdtemp(prefix="infer-"))
@@ -141,7 +150,8 @@ class Launcher:
             return self._fail(problem)
         workdir = private_dir()
         endpoint = f"ipc://{workdir / 'engine.ipc'}"
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = {k: v for k, v in os.environ.items() if k != "API_KEY"}
+        env["PYTHONUNBUFFERED"] = "1"
         engine = Child(
             "engine",
             console_command("infer-scheduler", "infer_scheduler.cli")
@@ -154,7 +164,7 @@ class Launcher:
             "gateway",
             console_command("infer-server", "infer_server.cli") + gateway_args(self.args, endpoint),
             self.log,
-            env,
+            gateway_env(env, self.args.api_key),
             hide=is_probe_log,
         )
         self._children = [gateway, engine]
@@ -180,7 +190,7 @@ class Launcher:
                 self.out.flush()
                 return self._supervise(client, engine, gateway, workdir / "engine.ipc")
         finally:
-            stop_in_order(self._children, STOP_GRACE_S)
+            stop_in_order(self._children, self.args.shutdown_timeout + ENGINE_STOP_S)
             shutil.rmtree(workdir, ignore_errors=True)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)  # type: ignore[arg-type]

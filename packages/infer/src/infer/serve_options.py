@@ -3,7 +3,8 @@
 Invariant: every option in PASSTHROUGH names a flag that the target process's
 own argparse parser accepts (tests/launcher checks this against `--help`).
 An option left at its default (None/False) is not passed, so the child's own
-default applies.
+default applies. The API key is never a flag: it reaches the gateway in its
+environment (API_KEY), since any local user can read a command line.
 """
 
 from __future__ import annotations
@@ -14,12 +15,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from infer_protocol.defaults import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    LOG_LEVELS,
+    SHUTDOWN_TIMEOUT_S,
+    port_number,
+)
+
 ENGINE = "engine"
 GATEWAY = "gateway"
 DEFAULT_MODEL = "smollm2"
-DEFAULT_PORT = 8000
-DEFAULT_HOST = "127.0.0.1"
-SHUTDOWN_TIMEOUT_S = 5.0  # below the launcher's stop grace, so draining fits in it
 
 
 @dataclass(frozen=True)
@@ -55,7 +61,6 @@ PASSTHROUGH: tuple[Passthrough, ...] = (
     Passthrough("seed", "--seed", (ENGINE,)),
     Passthrough("threads", "--threads", (ENGINE,)),
     Passthrough("served_model_name", "--served-model-name", (ENGINE,), "append"),
-    Passthrough("api_key", "--api-key", (GATEWAY,)),
     Passthrough("request_timeout", "--request-timeout", (GATEWAY,)),
     Passthrough("engine_ping_timeout", "--engine-ping-timeout", (GATEWAY,)),
     Passthrough("chat_template", "--chat-template", (GATEWAY,)),
@@ -65,19 +70,6 @@ PASSTHROUGH: tuple[Passthrough, ...] = (
     Passthrough("shutdown_timeout", "--shutdown-timeout", (GATEWAY,)),
     Passthrough("log_level", "--log-level", (ENGINE, GATEWAY)),
 )
-
-LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
-
-
-def port_number(text: str) -> int:
-    """argparse type: a TCP port 1..65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be 1..65535, got {value}")
-    return value
 
 
 def _int_at_least(text: str, low: int) -> int:
@@ -157,7 +149,7 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
         help=f"address the HTTP server binds (default {DEFAULT_HOST}; 0.0.0.0 for all)",
     )
     main.add_argument(
-        "--port", type=port_number, default=DEFAULT_PORT, help="HTTP port (default 8000)"
+        "--port", type=port_number, default=DEFAULT_PORT, help=f"HTTP port (default {DEFAULT_PORT})"
     )
     main.add_argument(
         "--api-key",
@@ -170,7 +162,13 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
         default=600.0,
         help="seconds to wait for the model to load before giving up (default 600)",
     )
-    main.add_argument("--log-level", choices=LOG_LEVELS, default=None, help="log level of both")
+    main.add_argument(
+        "--log-level",
+        type=str.lower,
+        choices=LOG_LEVELS,
+        default=None,
+        help="log level of both (default: theirs, info or LOG_LEVEL)",
+    )
 
     engine = parser.add_argument_group("engine (infer-scheduler)")
     engine.add_argument(
@@ -285,7 +283,7 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
         type=positive_float,
         default=SHUTDOWN_TIMEOUT_S,
         help=f"seconds in-flight requests may take to finish on Ctrl-C/SIGTERM (default "
-        f"{SHUTDOWN_TIMEOUT_S:g}; the launcher stops everything within 8 s)",
+        f"{SHUTDOWN_TIMEOUT_S:g}); the launcher stops everything within this plus 3 s",
     )
     gateway.add_argument(
         "--engine-ping-timeout",
