@@ -139,3 +139,22 @@ class Gateway(Proc):
 
     def openai(self, api_key: str = "none", **kw: Any) -> openai.OpenAI:
         return openai.OpenAI(base_url=self.url + "/v1", api_key=api_key, max_retries=0, **kw)
+
+
+# ---------------------------------------------------------------- readings
+
+
+def prom_value(gw: Gateway, name: str) -> float:
+    """The value of an unlabelled series in the gateway's /metrics (0 when absent)."""
+    for line in httpx.get(gw.url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+def token_counters(gw: Gateway) -> tuple[int, int]:
+    """(infer_prompt_tokens_total, infer_generation_tokens_total)."""
+    return (
+        int(prom_value(gw, "infer_prompt_tokens_total")),
+        int(prom_value(gw, "infer_generation_tokens_total")),
+    )

@@ -6,7 +6,7 @@ import time
 
 import httpx
 import pytest
-from server_procs import Gateway
+from server_procs import Gateway, token_counters
 
 GREEDY = {"temperature": 0, "max_tokens": 12, "extra_body": {"ignore_eos": True}}
 MESSAGES = [
@@ -210,6 +210,19 @@ def test_metrics_json_and_prometheus(tiny_gateway):
     assert "completion_tokens=12" in tiny_gateway.output  # the access log line
 
 
+def assert_counted(gw: Gateway, before: tuple[int, int], prompt: int, generated: int) -> None:
+    """The gateway's token counters grew by `prompt` and `generated` (it records them
+    when the request has ended, which may be a moment after the engine's count)."""
+    deadline = time.monotonic() + 5
+    while True:
+        grew = tuple(a - b for a, b in zip(token_counters(gw), before, strict=True))
+        if grew == (prompt, generated) or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert grew == (prompt, generated)
+    assert f"prompt_tokens={prompt} completion_tokens={generated} " in gw.output
+
+
 def test_disconnected_stream_aborts_in_engine(tiny_gateway):
     body = {
         "model": "tiny",
@@ -219,6 +232,10 @@ def test_disconnected_stream_aborts_in_engine(tiny_gateway):
         "ignore_eos": True,
     }
     url = tiny_gateway.url + "/v1/chat/completions"
+    prompt_len = tokenize_count(tiny_gateway, {"messages": MESSAGES})
+    counted = token_counters(tiny_gateway)
+    generated = httpx.get(tiny_gateway.url + "/v1/metrics").json()["engine"]
+    generated = generated["total_tokens_generated"]
     with httpx.Client(timeout=30) as client, client.stream("POST", url, json=body) as r:
         assert r.status_code == 200
         lines = r.iter_lines()  # keep it referenced: dropping it closes the connection
@@ -241,6 +258,9 @@ def test_disconnected_stream_aborts_in_engine(tiny_gateway):
     assert engine["concurrent_requests"] == 0 and engine["queue_size"] == 0
     before = engine["total_tokens_generated"]
     assert before < 1500 * 3
+    # the abandoned stream is counted: its prompt, and exactly what the engine generated
+    assert_counted(tiny_gateway, counted, prompt_len, before - generated)
+    counted = token_counters(tiny_gateway)
 
     # a non-streamed request whose client gives up is aborted too. Hypercorn now and then
     # hands the app the client's disconnect only when the work is done (measured: 1 request
@@ -257,6 +277,8 @@ def test_disconnected_stream_aborts_in_engine(tiny_gateway):
         assert engine["concurrent_requests"] == 0 and engine["queue_size"] == 0
         generated = engine["total_tokens_generated"] - before
         before = engine["total_tokens_generated"]
+        assert_counted(tiny_gateway, counted, prompt_len, generated)  # a 499 is counted too
+        counted = token_counters(tiny_gateway)
         if generated < 1500:
             break
     assert generated < 1500
@@ -299,3 +321,23 @@ def test_broken_template_file_is_a_clear_startup_error(tiny_engine, run_dir):
     missing = Gateway(tiny_engine.endpoint, "--chat-template", str(run_dir / "nope.jinja"))
     assert missing.wait_exit(30) == 1
     assert "nope.jinja" in missing.output
+
+
+def test_cached_tokens_never_exceed_prompt_tokens_with_n(tiny_gateway):
+    client = tiny_gateway.openai()
+    messages = [{"role": "user", "content": "Tell me a long story about " + "cats and dogs " * 20}]
+    args = dict(model="tiny", messages=messages, max_tokens=2, temperature=1.0)
+    client.chat.completions.create(**args)  # the prompt is now in the prefix cache
+    for stream in (False, True):
+        if stream:
+            chunks = list(
+                client.chat.completions.create(
+                    n=4, stream=True, stream_options={"include_usage": True}, **args
+                )
+            )
+            usage = chunks[-1].usage
+        else:
+            usage = client.chat.completions.create(n=4, **args).usage
+        cached = usage.prompt_tokens_details.cached_tokens
+        assert 0 < cached <= usage.prompt_tokens, usage
+        assert usage.completion_tokens == 8

@@ -10,7 +10,7 @@ import time
 import httpx
 import openai
 import pytest
-from server_procs import Engine, Gateway
+from server_procs import Engine, Gateway, token_counters
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -45,6 +45,7 @@ def test_stopped_engine_gives_502_fast_and_a_restarted_one_is_used(engine_and_ga
     engine = state["engine"]
     client = gw.openai()
     assert client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=2).choices
+    before = token_counters(gw)
 
     body = {
         "model": "tiny",
@@ -56,6 +57,11 @@ def test_stopped_engine_gives_502_fast_and_a_restarted_one_is_used(engine_and_ga
     events, waited = stream_until_end(gw, body, lambda: os.kill(engine.popen.pid, signal.SIGSTOP))
     assert events[-1]["error"]["code"] == "engine_unavailable"
     assert waited < 6  # heartbeat timeout 1.5 s, not the 30 s request timeout
+    # a mid-stream error still counts what was generated (at least one token per text chunk)
+    texts = [e for e in events if e.get("choices") and e["choices"][0]["delta"].get("content")]
+    prompt, generated = (a - b for a, b in zip(token_counters(gw), before, strict=True))
+    assert prompt > 0 and generated >= len(texts) > 0
+    assert f"completion_tokens={generated} " in gw.output  # the access log line agrees
 
     start = time.monotonic()
     with pytest.raises(openai.APIStatusError) as info:

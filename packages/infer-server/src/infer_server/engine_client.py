@@ -146,9 +146,13 @@ class EngineClient:
         self._pending.pop(request_id, None)
         self.gate.forget(request_id)
 
-    def abort(self, request_id: str, reason: str = "client") -> None:
-        """Best-effort AbortRequest; also forgets the id."""
-        self.release(request_id)
+    def abort(self, request_id: str, reason: str = "client", keep_stream: bool = False) -> None:
+        """Best-effort AbortRequest; also forgets the id, unless `keep_stream` (the caller
+        then reads the engine's final "abort" delta and releases the id itself)."""
+        if keep_stream:
+            self.gate.forget(request_id)
+        else:
+            self.release(request_id)
         self.gate.open()  # the engine frees the request's place at its next step
         log.info("aborting %s in the engine (%s)", request_id, reason)
         with contextlib.suppress(EngineUnavailable):

@@ -4,6 +4,8 @@ Invariants: a `Choice` ends exactly once (one piece carries finish_reason);
 if it ends for any reason other than the engine finishing it (stop string,
 error, timeout, cancellation by a disconnected client) the engine receives
 an AbortRequest for it. Text after a matched stop string is never yielded.
+After an abort of an unfinished choice, `settle()` waits (briefly) for the
+engine's final "abort" delta so that `stats` count what the engine generated.
 """
 
 from __future__ import annotations
@@ -42,8 +44,14 @@ class Piece:
     finish_reason: str | None = None
 
 
+SETTLE_SECONDS = 2.0  # how long an aborted choice waits for the engine's final count
+
+
 @dataclass
 class ChoiceStats:
+    """`started`: the engine has produced a token for it (so its prompt was processed)."""
+
+    started: bool = False
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_tokens: int = 0
@@ -97,6 +105,7 @@ class Choice:
         self.metrics = metrics
         self.stats = ChoiceStats(prompt_tokens=len(input_ids))
         self.text = ""
+        self._aborted: asyncio.Queue | None = None  # read by settle() for the final count
 
     def _request(self) -> GenerateRequest:
         seed = self.sampling.seed
@@ -136,6 +145,7 @@ class Choice:
                 if not isinstance(item, TokenDelta):
                     continue
                 now = time.monotonic()
+                self.stats.started = self.stats.started or bool(item.token_ids)
                 if item.token_ids:
                     if self.stats.completion_tokens == 0:
                         self.metrics.first_token(now - start)
@@ -165,7 +175,38 @@ class Choice:
             if finished:
                 self.client.release(self.request_id)
             else:
-                self.client.abort(self.request_id, reason="client")
+                self.client.abort(self.request_id, reason="client", keep_stream=True)
+                self._aborted = queue
+
+    async def settle(self) -> None:
+        """After an abort: take the engine's own token count from its final delta (or keep
+        what arrived when the engine is gone or silent for SETTLE_SECONDS), then release."""
+        queue, self._aborted = self._aborted, None
+        if queue is None:
+            return
+        try:
+            async with asyncio.timeout(SETTLE_SECONDS):
+                while True:
+                    item = await queue.get()
+                    if not isinstance(item, TokenDelta):
+                        if isinstance(item, EngineUnavailable | RequestError):
+                            return
+                        continue
+                    self.stats.completion_tokens += len(item.token_ids)
+                    self.stats.started = self.stats.started or bool(item.token_ids)
+                    if item.finished:
+                        if item.usage is not None:
+                            self.stats.completion_tokens = item.usage.completion_tokens
+                            self.stats.started = (
+                                self.stats.started or item.usage.completion_tokens > 0
+                            )
+                            if self.stats.started:
+                                self.stats.cached_tokens = item.usage.cached_tokens
+                        return
+        except TimeoutError:
+            pass
+        finally:
+            self.client.release(self.request_id)
 
     def _logprobs(self, delta: TokenDelta) -> list[TokenLogprob] | None:
         if not self.sampling.logprobs:
@@ -232,31 +273,3 @@ async def merge(choices: Sequence[Choice]) -> AsyncIterator[Piece]:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-
-
-def total_stats(choices: Sequence[Choice]) -> dict:
-    """usage and performance objects summed / combined over choices."""
-    prompt = 0
-    seen: set[int] = set()
-    for c in choices:
-        key = id(c.input_ids)
-        if key not in seen:
-            seen.add(key)
-            prompt += c.stats.prompt_tokens
-    completion = sum(c.stats.completion_tokens for c in choices)
-    cached = sum(c.stats.cached_tokens for c in choices)
-    usage = {
-        "prompt_tokens": prompt,
-        "completion_tokens": completion,
-        "total_tokens": prompt + completion,
-    }
-    if cached:
-        usage["prompt_tokens_details"] = {"cached_tokens": cached}
-    performance = {
-        "prefill_time_ms": round(max(c.stats.prefill_ms for c in choices), 3),
-        "decode_time_ms": round(max(c.stats.decode_ms for c in choices), 3),
-        "queue_time_ms": round(max(c.stats.queue_ms for c in choices), 3),
-        "tokens_per_second": round(sum(c.stats.tokens_per_second for c in choices), 3),
-        "batch_size": max(c.stats.batch_size for c in choices),
-    }
-    return {"usage": usage, "performance": performance}

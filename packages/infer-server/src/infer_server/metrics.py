@@ -178,6 +178,9 @@ class RequestMetrics:
         self._m.itl.observe(seconds)
 
     def finish(self, prompt_tokens: int, completion_tokens: int) -> None:
-        self._m.e2e.observe(time.monotonic() - self._start)
+        """Called once per request, however it ended; a request the engine never processed
+        (refused, aborted while queued) adds no latency observation."""
+        if prompt_tokens or completion_tokens:
+            self._m.e2e.observe(time.monotonic() - self._start)
         self._m.prompt_tokens.inc(prompt_tokens)
         self._m.generation_tokens.inc(completion_tokens)

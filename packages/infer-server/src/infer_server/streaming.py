@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
@@ -52,7 +52,7 @@ class TextEvent:
 
 
 class ClosingStreamingResponse(StreamingResponse):
-    """Closes its body iterator however the response ends.
+    """Closes its body iterator however the response ends, then calls `on_end`.
 
     When the client leaves while a chunk is being sent, Starlette cancels the send and
     leaves the body generator suspended at its `yield`; only the garbage collector
@@ -60,11 +60,15 @@ class ClosingStreamingResponse(StreamingResponse):
     engine keeps generating for nobody. Closing it here aborts the engine requests now.
     """
 
+    on_end: Callable[[], Awaitable[object]] | None = None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         finally:
             await self.body_iterator.aclose()  # type: ignore[attr-defined]
+            if self.on_end is not None:  # also when the body never started
+                await self.on_end()
 
 
 async def _first_unless_gone(pieces: AsyncIterator[Piece], receive: Receive | None) -> Piece:
@@ -97,13 +101,16 @@ async def start_stream(
     pieces: AsyncIterator[Piece],
     opening: Callable[[], Iterable[dict]],
     on_piece: Callable[[Piece], Iterable[dict | bytes]],
-    closing: Callable[[], Iterable[dict]],
+    closing: Callable[[], Awaitable[Iterable[dict]]],
+    on_end: Callable[[], Awaitable[object]],
     receive: Receive | None = None,
 ) -> StreamingResponse:
     """Prefetch the first piece (raising its APIError), then stream the rest as SSE.
 
-    `on_piece` gives chunk dicts or ready SSE bytes (a TextEvent's). With the
-    request's `receive`, a client that leaves before the first piece ends it.
+    `on_piece` gives chunk dicts or ready SSE bytes (a TextEvent's); `closing`
+    the chunks after the last piece. `on_end` is awaited when the body ends,
+    however it ends (after the pieces are closed). With the request's
+    `receive`, a client that leaves before the first piece ends it.
     """
     try:
         first = await _first_unless_gone(pieces, receive)
@@ -123,13 +130,16 @@ async def start_stream(
                 async for piece in pieces:
                     for chunk in on_piece(piece):
                         yield chunk if isinstance(chunk, bytes) else sse(chunk)
-            for chunk in closing():
+            for chunk in await closing():
                 yield sse(chunk)
         except APIError as exc:
             log.warning("stream failed: %s", exc.message)
             yield sse(exc.body())
         finally:
             await pieces.aclose()
+            await on_end()
         yield DONE
 
-    return ClosingStreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+    response = ClosingStreamingResponse(body(), media_type="text/event-stream", headers=SSE_HEADERS)
+    response.on_end = on_end
+    return response

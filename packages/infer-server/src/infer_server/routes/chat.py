@@ -6,21 +6,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..errors import bad_request
-from ..generation import Piece, merge, total_stats
+from ..generation import Piece
 from ..http import read_json
-from ..metrics import RequestMetrics
 from ..state import gateway
-from ..streaming import TextEvent, start_stream
+from ..streaming import TextEvent
 from ..templates import TemplateError
 from ..validation import parse_chat, resolve_max_tokens
-from .common import (
-    chat_logprob,
-    make_choices,
-    new_request_id,
-    now,
-    record_tokens,
-    unless_disconnected,
-)
+from .common import chat_logprob
+from .run import Run, text_events
 
 
 async def chat_completions(request: Request) -> Response:
@@ -37,54 +30,38 @@ async def chat_completions(request: Request) -> Response:
     max_tokens = resolve_max_tokens(
         s.max_tokens, len(ids), model.context_length, "messages", s.max_tokens_limits
     )
-    rid = new_request_id("chatcmpl")
-    metrics = RequestMetrics(gw.metrics)
-    choices = make_choices(gw, model, rid, [ids], s, [max_tokens], metrics)
-    created = now()
-    base = {"id": rid, "created": created, "model": req.model}
-
-    def summary() -> dict:
-        stats = total_stats(choices)
-        record_tokens(request, stats["usage"])
-        metrics.finish(stats["usage"]["prompt_tokens"], stats["usage"]["completion_tokens"])
-        return stats
+    run = Run(
+        request,
+        gw,
+        model,
+        prefix="chatcmpl",
+        served_as=req.model,
+        prompts=[ids],
+        sampling=s,
+        max_tokens=[max_tokens],
+    )
 
     if not s.stream:
-        texts = [""] * len(choices)
-        reasons: list[str | None] = [None] * len(choices)
-        logprobs: list[list] = [[] for _ in choices]
-
-        async def collect() -> None:
-            async for piece in merge(choices):
-                texts[piece.index] += piece.text
-                if piece.finish_reason:
-                    reasons[piece.index] = piece.finish_reason
-                if piece.logprobs:
-                    logprobs[piece.index].extend(chat_logprob(model, e) for e in piece.logprobs)
-
-        await unless_disconnected(request, collect())
-        stats = summary()
-        return JSONResponse(
+        collected, stats = await run.collect()
+        choices = [
             {
-                **base,
-                "object": "chat.completion",
-                "choices": [
-                    {
-                        "index": i,
-                        "message": {"role": "assistant", "content": texts[i]},
-                        "logprobs": {"content": logprobs[i]} if s.logprobs else None,
-                        "finish_reason": reasons[i],
-                    }
-                    for i in range(len(choices))
-                ],
-                **stats,
+                "index": i,
+                "message": {"role": "assistant", "content": got.text},
+                "logprobs": (
+                    {"content": [chat_logprob(model, e) for e in got.logprobs]}
+                    if s.logprobs
+                    else None
+                ),
+                "finish_reason": got.finish_reason,
             }
-        )
+            for i, got in enumerate(collected)
+        ]
+        return JSONResponse({**run.base, "object": "chat.completion", "choices": choices, **stats})
 
     usage_field = {"usage": None} if s.include_usage else {}
 
     def chunk(choice: dict) -> dict:
-        return {**base, "object": "chat.completion.chunk", "choices": [choice], **usage_field}
+        return {**run.base, "object": "chat.completion.chunk", "choices": [choice], **usage_field}
 
     def opening() -> list[dict]:
         return [
@@ -96,18 +73,19 @@ async def chat_completions(request: Request) -> Response:
                     "finish_reason": None,
                 }
             )
-            for c in choices
+            for c in run.choices
         ]
 
-    text_events: dict[int, TextEvent] = {}
-
-    def text_event(index: int) -> TextEvent:
-        """The common chunk (text only, no logprobs, not the last) of choice `index`."""
-        if index not in text_events:
-            delta = {"content": TextEvent.PLACEHOLDER}
-            choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": None}
-            text_events[index] = TextEvent(chunk(choice))
-        return text_events[index]
+    text_event = text_events(
+        lambda index: chunk(
+            {
+                "index": index,
+                "delta": {"content": TextEvent.PLACEHOLDER},
+                "logprobs": None,
+                "finish_reason": None,
+            }
+        )
+    )
 
     def on_piece(piece: Piece) -> list[dict | bytes]:
         if not piece.text and piece.finish_reason is None and not piece.logprobs:
@@ -131,10 +109,4 @@ async def chat_completions(request: Request) -> Response:
             )
         ]
 
-    def closing() -> list[dict]:
-        stats = summary()
-        if not s.include_usage:
-            return []
-        return [{**base, "object": "chat.completion.chunk", "choices": [], **stats}]
-
-    return await start_stream(merge(choices), opening, on_piece, closing, request.receive)
+    return await run.stream("chat.completion.chunk", opening, on_piece)

@@ -6,20 +6,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..errors import bad_request
-from ..generation import Piece, merge, total_stats
+from ..generation import Piece
 from ..http import read_json
-from ..metrics import RequestMetrics
 from ..state import gateway
-from ..streaming import TextEvent, start_stream
+from ..streaming import TextEvent
 from ..validation import parse_completion, resolve_max_tokens
-from .common import (
-    CompletionLogprobs,
-    make_choices,
-    new_request_id,
-    now,
-    record_tokens,
-    unless_disconnected,
-)
+from .common import CompletionLogprobs
+from .run import Run, text_events
 
 
 async def completions(request: Request) -> Response:
@@ -43,73 +36,52 @@ async def completions(request: Request) -> Response:
         )
         for ids in prompts
     ]
-    rid = new_request_id("cmpl")
-    metrics = RequestMetrics(gw.metrics)
-    choices = make_choices(gw, model, rid, prompts, s, limits, metrics)
+    run = Run(
+        request,
+        gw,
+        model,
+        prefix="cmpl",
+        served_as=req.model,
+        prompts=prompts,
+        sampling=s,
+        max_tokens=limits,
+    )
     echoes = [
         (p if isinstance(p, str) else model.decode(p)) if req.echo else ""
         for p in req.prompts
         for _ in range(s.n)
     ]
     builders = [CompletionLogprobs(model, len(e)) for e in echoes]
-    base = {"id": rid, "created": now(), "model": req.model}
-
-    def summary() -> dict:
-        stats = total_stats(choices)
-        record_tokens(request, stats["usage"])
-        metrics.finish(stats["usage"]["prompt_tokens"], stats["usage"]["completion_tokens"])
-        return stats
 
     if not s.stream:
-        texts = list(echoes)
-        reasons: list[str | None] = [None] * len(choices)
-        entries: list[list] = [[] for _ in choices]
-
-        async def collect() -> None:
-            async for piece in merge(choices):
-                texts[piece.index] += piece.text
-                if piece.finish_reason:
-                    reasons[piece.index] = piece.finish_reason
-                entries[piece.index].extend(piece.logprobs or [])
-
-        await unless_disconnected(request, collect())
-        stats = summary()
-        return JSONResponse(
+        collected, stats = await run.collect()
+        choices = [
             {
-                **base,
-                "object": "text_completion",
-                "choices": [
-                    {
-                        "index": i,
-                        "text": texts[i],
-                        "logprobs": builders[i].build(entries[i]) if s.logprobs else None,
-                        "finish_reason": reasons[i],
-                    }
-                    for i in range(len(choices))
-                ],
-                **stats,
+                "index": i,
+                "text": echoes[i] + got.text,
+                "logprobs": builders[i].build(got.logprobs) if s.logprobs else None,
+                "finish_reason": got.finish_reason,
             }
-        )
+            for i, got in enumerate(collected)
+        ]
+        return JSONResponse({**run.base, "object": "text_completion", "choices": choices, **stats})
 
     usage_field = {"usage": None} if s.include_usage else {}
     pending_echo = list(echoes)
 
     def chunk(choice: dict) -> dict:
-        return {**base, "object": "text_completion", "choices": [choice], **usage_field}
+        return {**run.base, "object": "text_completion", "choices": [choice], **usage_field}
 
-    text_events: dict[int, TextEvent] = {}
-
-    def text_event(index: int) -> TextEvent:
-        """The common chunk (text only, no logprobs, not the last) of choice `index`."""
-        if index not in text_events:
-            choice = {
+    text_event = text_events(
+        lambda index: chunk(
+            {
                 "index": index,
                 "text": TextEvent.PLACEHOLDER,
                 "logprobs": None,
                 "finish_reason": None,
             }
-            text_events[index] = TextEvent(chunk(choice))
-        return text_events[index]
+        )
+    )
 
     def on_piece(piece: Piece) -> list[dict | bytes]:
         text = pending_echo[piece.index] + piece.text
@@ -130,10 +102,4 @@ async def completions(request: Request) -> Response:
             )
         ]
 
-    def closing() -> list[dict]:
-        stats = summary()
-        if not s.include_usage:
-            return []
-        return [{**base, "object": "text_completion", "choices": [], **stats}]
-
-    return await start_stream(merge(choices), list, on_piece, closing, request.receive)
+    return await run.stream("text_completion", list, on_piece)
