@@ -1,20 +1,28 @@
 """The infer engine: continuous batching over a paged KV cache with a radix prefix cache.
 
-Offline use: `from infer_scheduler import LLM, SamplingParams`. `LLM` is
+Offline use: `from infer_scheduler import LLM, SamplingParams` (vLLM's
+keywords, offline_params.py). `LLM` is
 imported lazily so the policy modules stay importable without loading torch
 models.
 """
 
 from typing import Any
 
-from infer_protocol import SamplingParams
+from .offline_params import SamplingParams
 
 __version__ = "0.1.0"
-__all__ = ["LLM", "Engine", "EngineOptions", "RequestOutput", "SamplingParams"]
+__all__ = [
+    "LLM",
+    "CompletionOutput",
+    "Engine",
+    "EngineOptions",
+    "RequestOutput",
+    "SamplingParams",
+]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("LLM", "RequestOutput"):
+    if name in ("LLM", "RequestOutput", "CompletionOutput"):
         from . import llm
 
         return getattr(llm, name)

@@ -1,14 +1,19 @@
 """Offline batch generation, like vLLM's `LLM`.
 
     llm = LLM(model="smollm2", kv_cache_tokens=8192)
-    outs = llm.generate(["Hello", [1, 2, 3]], SamplingParams(temperature=0), max_tokens=32)
+    outs = llm.generate(["Hello", [1, 2, 3]], SamplingParams(temperature=0, max_tokens=32))
+    print(outs[0].outputs[0].text)
 
 `generate` takes prompts as strings (tokenized without special tokens, plus
-BOS when the model asks for it) or lists of token ids; one SamplingParams
-or one per prompt (default: greedy); and, as keyword arguments, the
-per-request limits the protocol keeps outside SamplingParams: `max_tokens`
-(default 64), `ignore_eos`, `stop_token_ids` (each a value for all prompts
-or a list with one value per prompt). Outputs come back in prompt order.
+BOS when the model asks for it) or lists of token ids, and one
+SamplingParams (offline_params.py: vLLM's keywords, or a protocol
+SamplingParams) or one per prompt (default: greedy). The per-request limits
+`max_tokens` (default 64), `ignore_eos` and `stop_token_ids` come from the
+SamplingParams, as in vLLM, or from keyword arguments of `generate` (each a
+value for all prompts or a list with one value per prompt); giving one both
+ways with different values is a ValueError. Outputs come back in prompt
+order, each with its `n` choices in `outputs` (the flat fields repeat
+choice 0's). With a seed and n > 1, choice i samples with seed + i.
 """
 
 from __future__ import annotations
@@ -18,18 +23,35 @@ from dataclasses import dataclass, field
 from itertools import count
 from typing import Any
 
-from infer_protocol import GenerateRequest, RequestTiming, SamplingParams
+import attrs
+
+from infer_protocol import GenerateRequest, RequestTiming
+from infer_protocol import SamplingParams as WireParams
 
 from .engine import Engine, EngineError
+from .offline_params import SamplingParams
 from .options import EngineOptions
 
 GREEDY = SamplingParams(temperature=0.0)
+DEFAULT_MAX_TOKENS = 64
 Prompt = str | list[int]
 
 
 @dataclass
+class CompletionOutput:
+    """One choice of a prompt (vLLM's name)."""
+
+    index: int
+    text: str
+    token_ids: list[int]
+    finish_reason: str
+    logprobs: list[float] | None = None
+    top_logprobs: list[list[tuple[int, float]]] | None = field(default=None, repr=False)
+
+
+@dataclass
 class RequestOutput:
-    """One finished prompt."""
+    """One finished prompt: its `outputs` (n choices); the flat fields are choice 0's."""
 
     request_id: str
     prompt: str | None
@@ -42,6 +64,7 @@ class RequestOutput:
     timing: RequestTiming | None
     logprobs: list[float] | None = None
     top_logprobs: list[list[tuple[int, float]]] | None = field(default=None, repr=False)
+    outputs: list[CompletionOutput] = field(default_factory=list, repr=False)
 
 
 class LLM:
@@ -77,10 +100,10 @@ class LLM:
     def generate(
         self,
         prompts: Prompt | Sequence[Prompt],
-        params: SamplingParams | Sequence[SamplingParams] | None = None,
+        params: SamplingParams | WireParams | Sequence[SamplingParams | WireParams] | None = None,
         *,
-        max_tokens: int | Sequence[int] = 64,
-        ignore_eos: bool | Sequence[bool] = False,
+        max_tokens: int | Sequence[int] | None = None,
+        ignore_eos: bool | Sequence[bool] | None = None,
         stop_token_ids: Sequence[int] | Sequence[Sequence[int]] | None = None,
     ) -> list[RequestOutput]:
         """Run every prompt to completion, batched; outputs in prompt order."""
@@ -90,31 +113,44 @@ class LLM:
             prompts = [prompts]
         prompts = list(prompts)
         n = len(prompts)
-        per_params = _per_prompt(params if params is not None else GREEDY, n, SamplingParams)
-        per_max = _per_prompt(max_tokens, n, int)
-        per_ignore = _per_prompt(ignore_eos, n, bool)
-        if stop_token_ids is None or all(isinstance(t, int) for t in stop_token_ids):
-            per_stop = [list(stop_token_ids or [])] * n
+        per_params = [
+            SamplingParams.wrap(p)
+            for p in _per_prompt(params if params is not None else GREEDY, n, _PARAM_TYPES)
+        ]
+        per_max = _per_prompt(max_tokens, n, int) if max_tokens is not None else [None] * n
+        per_ignore = _per_prompt(ignore_eos, n, bool) if ignore_eos is not None else [None] * n
+        if stop_token_ids is None:
+            per_stop: list[list[int] | None] = [None] * n
+        elif all(isinstance(t, int) for t in stop_token_ids):
+            per_stop = [list(stop_token_ids)] * n
         else:
             per_stop = [list(t) for t in stop_token_ids]
             if len(per_stop) != n:
                 raise ValueError(f"stop_token_ids has {len(per_stop)} lists for {n} prompts")
 
         texts: list[str | None] = []
-        msgs: list[GenerateRequest] = []
+        groups: list[list[GenerateRequest]] = []
         for i, prompt in enumerate(prompts):
             ids = self.encode(prompt) if isinstance(prompt, str) else list(prompt)
             texts.append(prompt if isinstance(prompt, str) else None)
-            msgs.append(
-                GenerateRequest(
-                    request_id=f"offline-{next(self._ids)}",
-                    input_ids=ids,
-                    sampling=per_params[i],
-                    max_tokens=per_max[i],
-                    stop_token_ids=per_stop[i],
-                    ignore_eos=per_ignore[i],
-                )
+            p = per_params[i]
+            limit = _one("max_tokens", p.max_tokens, per_max[i], DEFAULT_MAX_TOKENS)
+            stops = _one("stop_token_ids", p.stop_token_ids, per_stop[i], [])
+            ignore = _one("ignore_eos", p.ignore_eos, per_ignore[i], False)
+            groups.append(
+                [
+                    GenerateRequest(
+                        request_id=f"offline-{next(self._ids)}",
+                        input_ids=ids,
+                        sampling=_choice_sampling(p.sampling, choice),
+                        max_tokens=limit,
+                        stop_token_ids=stops,
+                        ignore_eos=ignore,
+                    )
+                    for choice in range(p.n)
+                ]
             )
+        msgs = [msg for group in groups for msg in group]
         for i, msg in enumerate(msgs):
             try:
                 self.engine.add_request(msg, enforce_capacity=False)
@@ -123,14 +159,18 @@ class LLM:
                     self.engine.abort(earlier.request_id)
                 while self.engine.has_work:
                     self.engine.step()
-                raise ValueError(f"prompt {i}: {exc.message}") from None
-        return self._run(msgs, texts)
+                prompt_index = next(k for k, g in enumerate(groups) if msg in g)
+                raise ValueError(f"prompt {prompt_index}: {exc.message}") from None
+        return self._run(groups, texts)
 
-    def _run(self, msgs: list[GenerateRequest], texts: list[str | None]) -> list[RequestOutput]:
-        tokens: dict[str, list[int]] = {m.request_id: [] for m in msgs}
-        logprobs: dict[str, list[float]] = {m.request_id: [] for m in msgs}
-        tops: dict[str, list] = {m.request_id: [] for m in msgs}
-        done: dict[str, RequestOutput] = {}
+    def _run(
+        self, groups: list[list[GenerateRequest]], texts: list[str | None]
+    ) -> list[RequestOutput]:
+        ids = [m.request_id for group in groups for m in group]
+        tokens: dict[str, list[int]] = {rid: [] for rid in ids}
+        logprobs: dict[str, list[float]] = {rid: [] for rid in ids}
+        tops: dict[str, list] = {rid: [] for rid in ids}
+        finals: dict[str, Any] = {}
         while self.engine.has_work:
             for delta in self.engine.step():
                 rid = delta.request_id
@@ -138,34 +178,68 @@ class LLM:
                 logprobs[rid].extend(delta.logprobs or [])
                 tops[rid].extend(delta.top_logprobs or [])
                 if delta.finished:
-                    ids = tokens[rid]
-                    done[rid] = RequestOutput(
-                        request_id=rid,
-                        prompt=None,
-                        prompt_token_ids=[],
-                        text=self.tokenizer.decode(ids, skip_special_tokens=True),
-                        token_ids=ids,
-                        finish_reason=delta.finish_reason or "abort",
-                        prompt_tokens=delta.usage.prompt_tokens if delta.usage else 0,
-                        cached_tokens=delta.usage.cached_tokens if delta.usage else 0,
-                        timing=delta.timing,
-                        logprobs=logprobs[rid] or None,
-                        top_logprobs=tops[rid] or None,
-                    )
+                    finals[rid] = delta
         outputs = []
-        for msg, text in zip(msgs, texts, strict=True):
-            out = done[msg.request_id]
-            out.prompt = text
-            out.prompt_token_ids = list(msg.input_ids)
-            outputs.append(out)
+        for group, text in zip(groups, texts, strict=True):
+            choices = [
+                CompletionOutput(
+                    index=k,
+                    text=self.tokenizer.decode(tokens[m.request_id], skip_special_tokens=True),
+                    token_ids=tokens[m.request_id],
+                    finish_reason=finals[m.request_id].finish_reason or "abort",
+                    logprobs=logprobs[m.request_id] or None,
+                    top_logprobs=tops[m.request_id] or None,
+                )
+                for k, m in enumerate(group)
+            ]
+            last = finals[group[0].request_id]
+            first = choices[0]
+            outputs.append(
+                RequestOutput(
+                    request_id=group[0].request_id,
+                    prompt=text,
+                    prompt_token_ids=list(group[0].input_ids),
+                    text=first.text,
+                    token_ids=first.token_ids,
+                    finish_reason=first.finish_reason,
+                    prompt_tokens=last.usage.prompt_tokens if last.usage else 0,
+                    cached_tokens=last.usage.cached_tokens if last.usage else 0,
+                    timing=last.timing,
+                    logprobs=first.logprobs,
+                    top_logprobs=first.top_logprobs,
+                    outputs=choices,
+                )
+            )
         return outputs
 
 
-def _per_prompt(value: Any, n: int, kind: type) -> list[Any]:
+_PARAM_TYPES = (SamplingParams, WireParams)
+
+
+def _one(name: str, from_params: Any, from_call: Any, default: Any) -> Any:
+    """A per-request limit given in SamplingParams or to generate() (not both, differently)."""
+    if from_params is not None and from_call is not None and from_params != from_call:
+        raise ValueError(
+            f"{name} given twice: {from_params!r} in SamplingParams, {from_call!r} to generate()"
+        )
+    if from_params is not None:
+        return from_params
+    return from_call if from_call is not None else default
+
+
+def _choice_sampling(sampling: WireParams, choice: int) -> WireParams:
+    """Choice i of a seeded request samples with seed + i (as the HTTP gateway does)."""
+    if choice == 0 or sampling.seed is None:
+        return sampling
+    return attrs.evolve(sampling, seed=(sampling.seed + choice) % (2**63))
+
+
+def _per_prompt(value: Any, n: int, kind: type | tuple[type, ...]) -> list[Any]:
     """One value for every prompt, or a sequence of exactly n values."""
     if isinstance(value, kind):
         return [value] * n
     values = list(value)
     if len(values) != n:
-        raise ValueError(f"got {len(values)} values of {kind.__name__} for {n} prompts")
+        name = kind.__name__ if isinstance(kind, type) else kind[0].__name__
+        raise ValueError(f"got {len(values)} values of {name} for {n} prompts")
     return values
