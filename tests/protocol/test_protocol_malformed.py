@@ -31,7 +31,7 @@ MALFORMED: dict[str, tuple[bytes, str]] = {
     "top-level string": (pack("hello"), "envelope"),
     "missing body": (pack({"v": 1, "t": "ping"}), "keys"),
     "extra envelope key": (pack({"v": 1, "t": "ping", "d": {"request_id": ""}, "x": 1}), "keys"),
-    "wrong version": (env("ping", {"request_id": "a"}, version=2), "version"),
+    "wrong version": (env("ping", {"request_id": "a"}, version=p.PROTOCOL_VERSION + 1), "version"),
     "version as string": (env("ping", {"request_id": "a"}, version="1"), "version"),
     "version as bool": (env("ping", {"request_id": "a"}, version=True), "version"),
     "unknown type": (env("launch_missiles", {}), "unknown message type"),

@@ -6,11 +6,13 @@ Public API: `encode(msg) -> bytes`, `decode(data) -> Message`,
 
 from .codec import MAX_FRAME_BYTES, PROTOCOL_VERSION, ProtocolError, decode, encode
 from .messages import (
+    CONSTRAINT_KINDS,
     ERROR_CODES,
     FINISH_REASONS,
     MESSAGE_TYPES,
     AbortRequest,
     CacheStats,
+    Constraint,
     EngineMetrics,
     EngineStats,
     GenerateRequest,
@@ -37,7 +39,9 @@ __all__ = [
     "MESSAGE_TYPES",
     "PROTOCOL_VERSION",
     "AbortRequest",
+    "CONSTRAINT_KINDS",
     "CacheStats",
+    "Constraint",
     "EngineMetrics",
     "EngineStats",
     "GenerateRequest",

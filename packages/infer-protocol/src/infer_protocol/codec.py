@@ -17,7 +17,7 @@ import ormsgpack
 from .checks import structure
 from .messages import MESSAGE_TYPES, Message
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: GenerateRequest.constraint
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 _BY_TAG: dict[str, type] = {cls.TAG: cls for cls in MESSAGE_TYPES}

@@ -30,6 +30,7 @@ from .checks import (
 )
 
 FINISH_REASONS = ("stop", "length", "abort")
+CONSTRAINT_KINDS = ("json_object", "json_schema", "regex", "choice", "grammar")
 ERROR_CODES = (
     "overloaded",
     "context_too_long",
@@ -46,6 +47,13 @@ def _finish_reason(value: object) -> str | None:
     text = to_str(value)
     if text not in FINISH_REASONS:
         raise ValueError(f"finish_reason must be one of {FINISH_REASONS}, got {text!r}")
+    return text
+
+
+def _constraint_kind(value: object) -> str:
+    text = to_str(value)
+    if text not in CONSTRAINT_KINDS:
+        raise ValueError(f"constraint kind must be one of {CONSTRAINT_KINDS}, got {text!r}")
     return text
 
 
@@ -86,6 +94,28 @@ class SamplingParams:
     @property
     def greedy(self) -> bool:
         return self.temperature == 0.0 or self.top_k == 1
+
+
+@frozen
+class Constraint:
+    """What a request's output must match; the engine masks logits to keep it so.
+
+    `spec` is the JSON Schema text (json_schema), the regex (regex) or the
+    EBNF grammar (grammar); empty for json_object. `choices` lists the
+    allowed outputs of a choice constraint, and only that kind has them.
+    """
+
+    kind: str = field(converter=_constraint_kind)
+    spec: str = field(default="", converter=to_str)
+    choices: list[str] = field(factory=list, converter=list_of(to_str))
+
+    def __attrs_post_init__(self) -> None:
+        if self.kind == "choice" and not self.choices:
+            raise ValueError("a choice constraint needs at least one choice")
+        if self.kind != "choice" and self.choices:
+            raise ValueError(f"a {self.kind} constraint takes no choices")
+        if self.kind in ("json_schema", "regex", "grammar") and not self.spec:
+            raise ValueError(f"a {self.kind} constraint needs a spec")
 
 
 @frozen
@@ -169,6 +199,7 @@ class GenerateRequest:
     )
     ignore_eos: bool = field(default=False, converter=to_bool)
     arrival_time: float = field(default=0.0, converter=to_float, validator=at_least(0.0))
+    constraint: Constraint | None = field(default=None, converter=optional(nested(Constraint)))
 
 
 @frozen

@@ -267,6 +267,7 @@ def _serve(args: argparse.Namespace) -> int:
     if fast:
         log.info("CPU fast paths: %s", ", ".join(fast))
     engine = Engine(bundle, options)
+    engine.grammars.warm_up()  # import xgrammar, build its tokenizer table off the step loop
     names = list(dict.fromkeys([bundle.served_name, *args.served_model_name]))
     try:
         server = EngineServer(

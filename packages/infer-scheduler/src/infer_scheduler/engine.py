@@ -20,6 +20,7 @@ from infer_worker import KVCache, make_generator
 
 from .block_pool import BlockPool
 from .cache_manager import CacheManager
+from .grammar import GrammarCompiler, GrammarError
 from .metrics import EngineCounters, request_timing, request_usage
 from .model_runner import ModelRunner
 from .options import EngineOptions, num_kv_blocks
@@ -62,6 +63,7 @@ class Engine:
             self.options.compile,
             self.options.compile_buckets,
         )
+        self.grammars = GrammarCompiler(bundle.tokenizer, self.vocab_size, sorted(self.eos_ids))
         self.requests: dict[str, Request] = {}
         self.counters = EngineCounters()
         self._aborts: list[str] = []
@@ -80,6 +82,7 @@ class Engine:
         self.counters.total_requests += 1
         try:
             self._check(msg, enforce_capacity)
+            grammar = self._grammar(msg)
         except EngineError:
             self.counters.failed_requests += 1
             raise
@@ -91,6 +94,7 @@ class Engine:
             stop_token_ids=frozenset(msg.stop_token_ids),
             ignore_eos=msg.ignore_eos,
             generator=make_generator(msg.sampling.seed, self.bundle.device),
+            grammar=grammar,
         )
         self.requests[req.request_id] = req
         self.scheduler.add(req)
@@ -120,6 +124,15 @@ class Engine:
                 "invalid_request",
                 f"token id {bad[0]} is out of the vocabulary (size {self.vocab_size})",
             )
+
+    def _grammar(self, msg: GenerateRequest) -> Any:
+        """The request's GrammarState (compiled or taken from the cache), or None."""
+        if msg.constraint is None:
+            return None
+        try:
+            return self.grammars.start(msg.constraint)
+        except GrammarError as exc:
+            raise EngineError("invalid_request", str(exc)) from None
 
     def abort(self, request_id: str) -> bool:
         """Ask for a request to stop at the next step; False if it is not live."""
@@ -185,6 +198,8 @@ class Engine:
         return out
 
     def _stop_reason(self, req: Request, token: int) -> str | None:
+        if req.grammar is not None and req.grammar.advance(token):
+            return "stop"  # the grammar matched a whole output and can only end
         if token in req.stop_token_ids or (not req.ignore_eos and token in self.eos_ids):
             return "stop"
         if req.num_output >= req.max_tokens or req.num_tokens >= self.context_length:

@@ -25,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from infer_protocol import GenerateRequest, RequestTiming
+from infer_protocol import Constraint, GenerateRequest, RequestTiming
 from infer_protocol import SamplingParams as WireParams
 
 from .engine import Engine, EngineError
@@ -105,8 +105,13 @@ class LLM:
         max_tokens: int | Sequence[int] | None = None,
         ignore_eos: bool | Sequence[bool] | None = None,
         stop_token_ids: Sequence[int] | Sequence[Sequence[int]] | None = None,
+        constraint: Constraint | Sequence[Constraint | None] | None = None,
     ) -> list[RequestOutput]:
-        """Run every prompt to completion, batched; outputs in prompt order."""
+        """Run every prompt to completion, batched; outputs in prompt order.
+
+        `constraint` (one for all prompts, or one per prompt) makes the engine
+        keep each output inside a JSON schema, regex, choice or grammar.
+        """
         if isinstance(prompts, str) or (
             isinstance(prompts, list) and prompts and isinstance(prompts[0], int)
         ):
@@ -119,6 +124,12 @@ class LLM:
         ]
         per_max = _per_prompt(max_tokens, n, int) if max_tokens is not None else [None] * n
         per_ignore = _per_prompt(ignore_eos, n, bool) if ignore_eos is not None else [None] * n
+        if constraint is None or isinstance(constraint, Constraint):
+            per_constraint = [constraint] * n
+        else:
+            per_constraint = list(constraint)
+            if len(per_constraint) != n:
+                raise ValueError(f"constraint has {len(per_constraint)} items for {n} prompts")
         if stop_token_ids is None:
             per_stop: list[list[int] | None] = [None] * n
         elif all(isinstance(t, int) for t in stop_token_ids):
@@ -146,6 +157,7 @@ class LLM:
                         max_tokens=limit,
                         stop_token_ids=stops,
                         ignore_eos=ignore,
+                        constraint=per_constraint[i],
                     )
                     for choice in range(p.n)
                 ]

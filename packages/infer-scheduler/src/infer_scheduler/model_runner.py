@@ -16,6 +16,7 @@ from infer_worker.compile import DEFAULT_BUCKETS, CompiledDecode
 from infer_worker.metadata import AttentionMetadata
 
 from .cuda_graphs import DecodeGraphs
+from .grammar import apply_masks
 from .request import Request
 
 
@@ -92,6 +93,7 @@ class ModelRunner:
 
     def _sample(self, logits: torch.Tensor, sampling: list[Request]) -> Any:
         with torch.inference_mode():
+            apply_masks(logits, sampling)  # constrained rows only; a no-op without any
             return self.sampler.sample(
                 logits,
                 [r.params for r in sampling],

@@ -36,6 +36,7 @@ class Request:
     ignore_eos: bool = False
     arrival: float = field(default_factory=time.monotonic)
     generator: Any = None  # torch.Generator for seeded sampling, else None
+    grammar: Any = None  # grammar.GrammarState of a constrained request, else None
 
     status: Status = Status.WAITING
     all_ids: list[int] = field(default_factory=list)
