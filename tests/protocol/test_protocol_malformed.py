@@ -116,7 +116,7 @@ def test_the_error_names_the_request_when_it_can_be_read() -> None:
         env("abort", {"request_id": 12}),
         pack({"v": 1, "t": "ping"}),
         b"\xc1",
-        env("ping", {"request_id": "a"}, version=2),
+        env("ping", {"request_id": "a"}, version=p.PROTOCOL_VERSION + 1),
     ):
         with pytest.raises(p.ProtocolError) as info:
             p.decode(frame)
