@@ -60,13 +60,16 @@ def changed_gateway(tiny_engine, request):
 def test_a_request_with_an_extra_protocol_field_fails_at_once(changed_gateway):
     gw = changed_gateway.wait_ready()
     client = gw.openai(timeout=60)
-    started = time.monotonic()
-    with pytest.raises(openai.APIStatusError) as info:
-        client.chat.completions.create(
-            model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2
-        )
-    assert time.monotonic() - started < 1.0
-    assert info.value.status_code == 502 and "beam_width" in info.value.message
+    took = []
+    for _ in range(2):  # the first also pays the gateway's first-request costs (templates)
+        started = time.monotonic()
+        with pytest.raises(openai.APIStatusError) as info:
+            client.chat.completions.create(
+                model="tiny", messages=[{"role": "user", "content": "hi"}], max_tokens=2
+            )
+        took.append(time.monotonic() - started)
+        assert info.value.status_code == 502 and "beam_width" in info.value.message
+    assert took[0] < 10 and took[1] < 1.0, took  # not the 60 s request timeout
     assert client.models.list().data  # the gateway and the engine go on
 
 
