@@ -42,8 +42,18 @@ CHAT_FIELDS = SAMPLING_FIELDS | {
     "max_completion_tokens",
     "top_logprobs",
     "add_generation_prompt",
+    "response_format",
 }
-COMPLETION_FIELDS = SAMPLING_FIELDS | {"prompt", "echo", "best_of"}
+COMPLETION_FIELDS = SAMPLING_FIELDS | {
+    "prompt",
+    "echo",
+    "best_of",
+    "response_format",
+    "guided_json",
+    "guided_regex",
+    "guided_choice",
+    "guided_grammar",
+}
 TOKENIZE_FIELDS = frozenset(
     {"model", "prompt", "messages", "add_generation_prompt", "add_special_tokens"}
 )
@@ -78,7 +88,6 @@ NOT_SUPPORTED = {
     "parallel_tool_calls": "tool calling is not supported",
     "functions": "function calling is not supported",
     "function_call": "function calling is not supported",
-    "response_format": "structured output (response_format) is not supported",
     "audio": "audio output is not supported",
     "modalities": "output modalities other than text are not supported",
     "prediction": "predicted outputs are not supported",

@@ -20,7 +20,7 @@ from infer_protocol import GenerateRequest, RequestError, SamplingParams, TokenD
 
 from .detokenizer import IncrementalDetokenizer
 from .engine_client import EngineClient, EngineUnavailable
-from .errors import APIError, engine_timeout, engine_unavailable, from_engine
+from .errors import APIError, bad_request, engine_timeout, engine_unavailable, from_engine
 from .metrics import RequestMetrics
 from .model import ServedModel
 from .stops import StopMatcher
@@ -118,6 +118,7 @@ class Choice:
             max_tokens=self.max_tokens,
             ignore_eos=self.sampling.ignore_eos,
             arrival_time=time.time(),
+            constraint=self.sampling.constraint.constraint if self.sampling.constraint else None,
         )
 
     async def pieces(self) -> AsyncIterator[Piece]:
@@ -141,7 +142,7 @@ class Choice:
                     raise engine_unavailable(f"The inference engine is not available: {item}")
                 if isinstance(item, RequestError):
                     finished = True  # the engine already forgot this request
-                    raise from_engine(item.code, item.message)
+                    raise self._engine_error(item)
                 if not isinstance(item, TokenDelta):
                     continue
                 now = time.monotonic()
@@ -177,6 +178,15 @@ class Choice:
             else:
                 self.client.abort(self.request_id, reason="client", keep_stream=True)
                 self._aborted = queue
+
+    def _engine_error(self, error: RequestError) -> APIError:
+        """The engine's refusal; a constraint it could not compile names its field."""
+        constraint = self.sampling.constraint
+        if error.code == "invalid_request" and constraint is not None:
+            kind = constraint.constraint.kind
+            if error.message.startswith(f"invalid {kind}"):
+                return bad_request(f"'{constraint.param}': {error.message}", constraint.param)
+        return from_engine(error.code, error.message)
 
     async def settle(self) -> None:
         """After an abort: take the engine's own token count from its final delta (or keep

@@ -7,7 +7,7 @@ fields must have the documented type and range. Booleans never pass as numbers.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import APIError, bad_request
@@ -18,6 +18,7 @@ from .fields import (
     TOOL_MESSAGE_FIELDS,
     refuse_unknown,
 )
+from .structured import OutputConstraint, parse_output_constraint
 
 ROLES = ("system", "user", "assistant", "developer")  # "developer" is rendered as "system"
 MAX_N = 8
@@ -49,6 +50,7 @@ class Sampling:
     stream: bool = False
     include_usage: bool = False
     ignore_eos: bool = False
+    constraint: OutputConstraint | None = None  # response_format / guided_*
 
 
 @dataclass(frozen=True)
@@ -273,7 +275,10 @@ def parse_chat(body: Any) -> ChatRequest:
         model=get_str(body, "model"),
         messages=parse_messages(body),
         add_generation_prompt=get_bool(body, "add_generation_prompt", True),
-        sampling=parse_sampling(body, chat=True),
+        sampling=replace(
+            parse_sampling(body, chat=True),
+            constraint=parse_output_constraint(body, completions=False),
+        ),
     )
 
 
@@ -312,7 +317,10 @@ def parse_prompts(value: Any) -> list[str | list[int]]:
 def parse_completion(body: Any) -> CompletionRequest:
     body = _object(body)
     refuse_unknown(body, COMPLETION_FIELDS)
-    sampling = parse_sampling(body, chat=False)
+    sampling = replace(
+        parse_sampling(body, chat=False),
+        constraint=parse_output_constraint(body, completions=True),
+    )
     best_of = get_int(body, "best_of", None, 1, MAX_N)
     if best_of is not None and best_of != sampling.n:
         raise bad_request("'best_of' must equal 'n' (best-of sampling is not supported)", "best_of")
