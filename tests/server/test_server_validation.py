@@ -195,7 +195,7 @@ def test_openapi_document_is_valid_and_complete():
     ("patch", "param"),
     [
         ({"tools": []}, "tools"),
-        ({"response_format": "bogus"}, "response_format"),
+        ({"response_format": {"type": "text", "bogus": 1}}, "response_format.bogus"),
         ({"store": True}, "store"),
         ({"service_tier": "priority"}, "service_tier"),
         ({"stop_token_ids": [1]}, "stop_token_ids"),
