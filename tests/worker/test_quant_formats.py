@@ -5,28 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
+from gguf import GGMLQuantizationType
 from gguf.quants import dequantize, quantize
+from quant_blocks import HALF_FIELDS, random_blocks
 
 from infer_worker.quant.formats import GroupWeight, quantize_int4, quantize_int8
 from infer_worker.quant.gguf_repack import MAPPING, repack
 
 T = GGMLQuantizationType
-# byte ranges of each block's float16 fields (random bytes there could be NaN/inf)
-_HALF_FIELDS = {
-    T.Q4_0: [0],
-    T.Q4_1: [0, 2],
-    T.Q8_0: [0],
-    T.Q5_0: [0],
-    T.Q5_1: [0, 2],
-    T.Q4_K: [0, 2],
-    T.Q5_K: [0, 2],
-    T.Q6_K: [208],
-    T.Q2_K: [80, 82],
-    T.Q3_K: [108],
-    T.IQ4_NL: [0],
-    T.IQ4_XS: [0],
-}
 _EXPECTED = {  # (bits, group, has offsets)
     T.Q4_0: (4, 32, True),
     T.Q4_1: (4, 32, True),
@@ -43,18 +29,7 @@ _EXPECTED = {  # (bits, group, has offsets)
 }
 
 
-def random_blocks(qtype: GGMLQuantizationType, rows: int, cols: int, seed: int = 0) -> np.ndarray:
-    """Random bytes of a [rows, cols] tensor of qtype, with finite float16 scales."""
-    rng = np.random.default_rng(seed)
-    block, size = GGML_QUANT_SIZES[qtype]
-    data = rng.integers(0, 256, size=(rows, cols // block, size), dtype=np.uint8)
-    for start in _HALF_FIELDS[qtype]:
-        halves = rng.uniform(-0.05, 0.05, size=(rows, cols // block)).astype(np.float16)
-        data[..., start : start + 2] = halves.view(np.uint8).reshape(rows, cols // block, 2)
-    return data.reshape(rows, -1)
-
-
-@pytest.mark.parametrize("qtype", list(_HALF_FIELDS), ids=lambda t: t.name)
+@pytest.mark.parametrize("qtype", list(HALF_FIELDS), ids=lambda t: t.name)
 def test_repack_matches_gguf_dequantize_exactly(qtype):
     rows, cols = 48, 512
     data = random_blocks(qtype, rows, cols)
@@ -95,7 +70,7 @@ def test_float_types_become_bf16(qtype):
 
 
 def test_every_mapped_type_is_tested():
-    assert set(MAPPING) == set(_HALF_FIELDS) | {T.F32, T.F16, T.BF16}
+    assert set(MAPPING) == set(HALF_FIELDS) | {T.F32, T.F16, T.BF16}
 
 
 def test_unmapped_type_is_refused():
