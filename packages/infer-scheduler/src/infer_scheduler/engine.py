@@ -51,9 +51,15 @@ class Engine:
         per_token = KVCache.bytes_per_token(config, bundle.dtype)
         num_blocks = num_kv_blocks(self.options, per_token, bundle.device)
         self.pool = BlockPool(num_blocks, bs)
-        self.cache = CacheManager(self.pool, self.options.enable_prefix_cache)
+        # LongRoPE (Phi-3): cached K/V depend on each sequence's factor set, so no prefix cache
+        row_offset = getattr(bundle.model, "rotary_row_offset", None)
+        prefix_cache = self.options.enable_prefix_cache and row_offset is None
+        self.cache = CacheManager(self.pool, prefix_cache)
         self.scheduler = Scheduler(
-            self.cache, self.options.max_running, self.options.batch_tokens_for(bundle.device)
+            self.cache,
+            self.options.max_running,
+            self.options.batch_tokens_for(bundle.device),
+            row_offset,
         )
         self.runner = ModelRunner(
             bundle,

@@ -52,6 +52,8 @@ class ModelRunner:
             self.compiled = CompiledDecode(self.model, self.kv_cache, num_blocks, compile_buckets)
             self.compiled.start(wait=cpu_compile == "on")
         self.sampler = Sampler(bundle.config.vocab_size, bundle.device)
+        # LongRoPE models (Phi-3): positions become rows of a table holding both factor sets
+        self.row_offset = getattr(self.model, "rotary_row_offset", None)
 
     def run(self, items: list[tuple[Request, int]]) -> tuple[list[Request], Any]:
         """Feed `n` new tokens of each request; return (requests that sampled, SampleOutput)."""
@@ -65,7 +67,9 @@ class ModelRunner:
         for req, n in items:
             start = req.num_computed
             ids.extend(req.all_ids[start : start + n])
-            positions.extend(range(start, start + n))
+            offset = self.row_offset(req.num_tokens) if self.row_offset is not None else 0
+            req.rotary_offset = offset
+            positions.extend(range(start + offset, start + n + offset))
             query_lens.append(n)
             seq_lens.append(start + n)
             tables.append(req.block_table[: -(-(start + n) // self.block_size)])

@@ -3,7 +3,8 @@
 Invariants: `all_ids` is the prompt followed by the generated tokens;
 `num_computed` tokens of `all_ids` have their K/V in the blocks of
 `block_table` (the first `num_cached_blocks` of which belong to the prefix
-cache and are locked through `cache_node`). A request with
+cache and are locked through `cache_node`), rotated with the model's rotary
+table rows shifted by `rotary_offset` (always 0 except for LongRoPE models). A request with
 `num_computed == len(all_ids) - 1` is decoding: its next step feeds its last
 token and samples one more.
 """
@@ -48,6 +49,7 @@ class Request:
     finish_reason: str | None = None
     admitted_seq: int = -1  # order of the latest admission; the largest is the newest
     num_preemptions: int = 0
+    rotary_offset: int = 0  # rotary row offset of the computed K/V (model.rotary_row_offset)
 
     first_scheduled: float | None = None
     first_token: float | None = None

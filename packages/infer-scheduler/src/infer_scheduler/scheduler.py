@@ -9,6 +9,10 @@ Invariants:
   then the newest running request is preempted (its blocks released, itself
   put back at the head of the waiting queue to be recomputed); no new request
   is admitted in a step that preempted;
+- with a LongRoPE model (`row_offset` given), a running request whose K/V were
+  rotated with the other factor set than its length now needs (it just grew
+  past the switch length) is recomputed from token 0 in its own blocks, as
+  transformers' generate recomputes its cache; the prefix cache is off then;
 - a request that cannot fit even alone in the whole pool is finished with
   reason "length" instead of waiting forever; an admitted prompt chunk is
   cut to the blocks obtainable now.
@@ -17,6 +21,7 @@ Invariants:
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from itertools import count
 
@@ -43,9 +48,18 @@ class Batch:
 class Scheduler:
     """Holds the waiting queue and the running set; builds one Batch per step."""
 
-    def __init__(self, cache: CacheManager, max_running: int, max_batch_tokens: int) -> None:
+    def __init__(
+        self,
+        cache: CacheManager,
+        max_running: int,
+        max_batch_tokens: int,
+        row_offset: Callable[[int], int] | None = None,
+    ) -> None:
         if max_running < 1 or max_batch_tokens < 1:
             raise ValueError("max_running and max_batch_tokens must be >= 1")
+        if row_offset is not None and cache.cache is not None:
+            raise ValueError("a rotary row offset needs the prefix cache off")
+        self.row_offset = row_offset
         self.cache = cache
         self.max_running = max_running
         self.max_batch_tokens = max_batch_tokens
@@ -81,6 +95,7 @@ class Scheduler:
                 continue  # preempted earlier in this loop
             if budget <= 0:
                 break
+            self._rewind_if_rotary_switched(req)
             n = min(req.remaining, budget)
             if self._fit(req, n, in_batch, batch):
                 batch.items.append((req, n))
@@ -111,6 +126,13 @@ class Scheduler:
             batch.items.append((req, n))
             budget -= n
         return batch
+
+    def _rewind_if_rotary_switched(self, req: Request) -> None:
+        """Recompute every token of a request whose K/V used the other LongRoPE factor set."""
+        if self.row_offset is None or req.num_computed == 0:
+            return
+        if self.row_offset(req.num_tokens) != req.rotary_offset:
+            req.num_computed = 0  # its blocks are private (no prefix cache): rewritten in place
 
     def _room(self, req: Request) -> int:
         """Tokens the request could add now (its blocks' slack plus free and evictable blocks)."""

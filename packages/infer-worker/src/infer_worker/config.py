@@ -42,6 +42,10 @@ class ModelConfig:
     bos_token: str | None = None
     eos_token: str | None = None
     add_bos_token: bool = False
+    # "llama" (Llama, Mistral, Qwen2, SmolLM) or a family of models/families.py, whose
+    # parsed numbers (GemmaSettings, PhiSettings) are family_settings
+    family: str = "llama"
+    family_settings: Any = None
 
     def validate(self, source: str) -> None:
         """Raise ModelLoadError when the numbers cannot describe a working model."""
@@ -96,12 +100,20 @@ def _int_list(value: Any) -> list[int]:
 
 def config_from_hf(raw: dict[str, Any], source: str) -> ModelConfig:
     """Build a ModelConfig from a parsed config.json; unsupported models raise ModelLoadError."""
+    from .models.families import family_config, family_of
+
     archs = raw.get("architectures") or []
     model_type = raw.get("model_type", "")
-    if not any(a in SUPPORTED_ARCHITECTURES for a in archs) and model_type not in (
-        "llama",
-        "mistral",
-        "qwen2",
+    family = family_of(raw, source)
+    if (
+        family is None
+        and not any(a in SUPPORTED_ARCHITECTURES for a in archs)
+        and model_type
+        not in (
+            "llama",
+            "mistral",
+            "qwen2",
+        )
     ):
         raise ModelLoadError(
             source,
@@ -133,5 +145,10 @@ def config_from_hf(raw: dict[str, Any], source: str) -> ModelConfig:
         raise ModelLoadError(source, f"config.json lacks the key {exc.args[0]!r}") from None
     except (TypeError, ValueError) as exc:
         raise ModelLoadError(source, f"config.json has a malformed value: {exc}") from None
+    if family is not None:
+        try:
+            family_config(family, raw, config, source)
+        except (TypeError, ValueError) as exc:
+            raise ModelLoadError(source, f"config.json has a malformed value: {exc}") from None
     config.validate(source)
     return config

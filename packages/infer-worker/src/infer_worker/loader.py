@@ -17,6 +17,7 @@ from .errors import ModelLoadError
 from .gguf_loader import GGUFFile
 from .hf_loader import HFDirectory
 from .model import LlamaModel
+from .models.families import build_model
 
 log = logging.getLogger("infer_worker")
 
@@ -122,7 +123,9 @@ def load_model(
         config.vocab_size,
         time.perf_counter() - start,
     )
-    net = LlamaModel(config).to(device=dev, dtype=run_dtype)
+    net = (LlamaModel(config) if config.family == "llama" else build_model(config)).to(
+        device=dev, dtype=run_dtype
+    )
     net.reset_rotary(dev)
     try:
         net.load_hf_weights(source.weights(config, run_dtype))
