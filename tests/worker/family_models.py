@@ -115,8 +115,8 @@ def _randomise(model: torch.nn.Module, seed: int) -> None:
                 param.copy_(noise * 0.15)
 
 
-def write_family(path: Path, family: str, seed: int = 0, **changes: Any) -> Path:
-    """Write a tiny `family` model (config overrides in `changes`) with SmolLM2's tokenizer."""
+def write_config(path: Path, family: str, **changes: Any) -> dict[str, Any]:
+    """Write config.json, tokenizer.json and tokenizer_config.json (no weights); the config."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     tokenizer, chat_template = smollm2_tokenizer()
@@ -126,12 +126,6 @@ def write_family(path: Path, family: str, seed: int = 0, **changes: Any) -> Path
     raw["pad_token_id"] = raw["eos_token_id"]
     raw.update(changes)
     (path / "config.json").write_text(json.dumps(raw, indent=2))
-    config = AutoConfig.from_pretrained(path)
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    _randomise(model, seed)
-    model.save_pretrained(path)
-    (path / "config.json").write_text(json.dumps(raw, indent=2))  # the raw form, as on the Hub
     tokenizer.save(str(path / "tokenizer.json"))
     tokenizer_config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
@@ -142,6 +136,19 @@ def write_family(path: Path, family: str, seed: int = 0, **changes: Any) -> Path
         "chat_template": chat_template,
     }
     (path / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
+    return raw
+
+
+def write_family(path: Path, family: str, seed: int = 0, **changes: Any) -> Path:
+    """Write a tiny `family` model (config overrides in `changes`) with SmolLM2's tokenizer."""
+    path = Path(path)
+    raw = write_config(path, family, **changes)
+    config = AutoConfig.from_pretrained(path)
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    _randomise(model, seed)
+    model.save_pretrained(path)
+    (path / "config.json").write_text(json.dumps(raw, indent=2))  # the raw form, as on the Hub
     return path
 
 

@@ -44,12 +44,16 @@ def family_config(family: str, raw: dict[str, Any], config: ModelConfig, source:
     """Fill config.family and config.family_settings (and Gemma 3's global rope) from raw."""
     config.family = family
     if family == "gemma2":
-        config.family_settings = gemma2_settings(raw, config.num_layers, source)
+        config.family_settings = gemma2_settings(
+            raw, config.num_layers, config.context_length, source
+        )
     elif family == "gemma3":
-        config.family_settings = gemma3_settings(raw, config.num_layers, source)
+        config.family_settings = gemma3_settings(
+            raw, config.num_layers, config.context_length, source
+        )
         config.rope_theta, config.rope_scaling, _ = gemma3_rope(raw, source)
     elif family == "phi3":
-        config.family_settings = phi3_settings(raw, config.head_dim, source)
+        config.family_settings = phi3_settings(raw, config.head_dim, config.context_length, source)
         config.rope_scaling = None  # longrope lives in the settings
 
 

@@ -7,8 +7,10 @@ and computes what transformers computes, or is refused.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
+from ..attention import paged_attention
 from ..errors import ModelLoadError
 from .gemma2 import GemmaSettings
 from .phi3 import PhiSettings
@@ -73,6 +75,33 @@ PHI3 = COMMON | {
 LAYER_TYPES = ("sliding_attention", "full_attention")
 
 
+def _attention_has(feature: str) -> bool:
+    """Whether paged attention takes `feature` (window, softcap) as a keyword."""
+    return feature in inspect.signature(paged_attention).parameters
+
+
+def _check_window(window: int | None, context: int, source: str, family: str) -> int | None:
+    """The window to apply (None when it never cuts: every position is below context)."""
+    if window is None or window >= context:
+        return None
+    if not _attention_has("window"):
+        raise ModelLoadError(
+            source,
+            f"{family} sliding_window {window} (below max_position_embeddings {context}) "
+            "needs windowed attention, which is not built yet",
+        )
+    return window
+
+
+def _check_softcap(cap: float | None, source: str, family: str) -> float | None:
+    if cap is not None and not _attention_has("softcap"):
+        raise ModelLoadError(
+            source,
+            f"{family} attn_logit_softcapping {cap} needs soft-capped attention, not built yet",
+        )
+    return cap
+
+
 def refuse_unknown(raw: dict[str, Any], known: frozenset[str], source: str, family: str) -> None:
     """Raise ModelLoadError naming the first key neither known nor free of math."""
     for key in raw:
@@ -110,7 +139,9 @@ def _layer_types(raw: dict[str, Any], layers: int, pattern: int, source: str) ->
     return [t == "sliding_attention" for t in types]
 
 
-def _gemma_common(raw: dict[str, Any], sliding: list[bool], source: str, family: str) -> dict:
+def _gemma_common(
+    raw: dict[str, Any], sliding: list[bool], context: int, source: str, family: str
+) -> dict:
     _gemma_activation(raw, source, family)
     _falsy(raw, "use_bidirectional_attention", source, family)
     _falsy(raw, "attention_bias", source, family)
@@ -121,19 +152,21 @@ def _gemma_common(raw: dict[str, Any], sliding: list[bool], source: str, family:
         )
     return {
         "query_pre_attn_scalar": float(raw.get("query_pre_attn_scalar", 256)),
-        "sliding_window": window if any(sliding) else None,
+        "sliding_window": _check_window(window, context, source, family) if any(sliding) else None,
         "sliding": sliding,
     }
 
 
-def gemma2_settings(raw: dict[str, Any], layers: int, source: str) -> GemmaSettings:
+def gemma2_settings(raw: dict[str, Any], layers: int, context: int, source: str) -> GemmaSettings:
     """Gemma2Config: alternating local/global layers (layer 0 local) unless layer_types."""
     refuse_unknown(raw, GEMMA2, source, "Gemma 2")
     sliding = _layer_types(raw, layers, 2, source)
     return GemmaSettings(
-        **_gemma_common(raw, sliding, source, "Gemma 2"),
-        attn_softcap=_optional_float(
-            {"attn_logit_softcapping": 50.0, **raw}, "attn_logit_softcapping"
+        **_gemma_common(raw, sliding, context, source, "Gemma 2"),
+        attn_softcap=_check_softcap(
+            _optional_float({"attn_logit_softcapping": 50.0, **raw}, "attn_logit_softcapping"),
+            source,
+            "Gemma 2",
         ),
         final_softcap=_optional_float(
             {"final_logit_softcapping": 30.0, **raw}, "final_logit_softcapping"
@@ -165,7 +198,7 @@ def gemma3_rope(raw: dict[str, Any], source: str) -> tuple[float, dict | None, f
     return theta, scaling, local_theta
 
 
-def gemma3_settings(raw: dict[str, Any], layers: int, source: str) -> GemmaSettings:
+def gemma3_settings(raw: dict[str, Any], layers: int, context: int, source: str) -> GemmaSettings:
     """Gemma3TextConfig: 5 local : 1 global (sliding_window_pattern) unless layer_types."""
     refuse_unknown(raw, GEMMA3, source, "Gemma 3")
     if raw.get("attn_logit_softcapping") is not None:  # transformers' Gemma 3 never applies it
@@ -176,7 +209,7 @@ def gemma3_settings(raw: dict[str, Any], layers: int, source: str) -> GemmaSetti
     sliding = _layer_types(raw, layers, pattern, source)
     _, _, local_theta = gemma3_rope(raw, source)
     return GemmaSettings(
-        **_gemma_common(raw, sliding, source, "Gemma 3"),
+        **_gemma_common(raw, sliding, context, source, "Gemma 3"),
         attn_softcap=None,
         final_softcap=_optional_float(raw, "final_logit_softcapping"),
         qk_norm=True,
@@ -184,7 +217,7 @@ def gemma3_settings(raw: dict[str, Any], layers: int, source: str) -> GemmaSetti
     )
 
 
-def phi3_settings(raw: dict[str, Any], head_dim: int, source: str) -> PhiSettings:
+def phi3_settings(raw: dict[str, Any], head_dim: int, context: int, source: str) -> PhiSettings:
     """Phi3Config: partial rotary, longrope (`su`) and an all-layer sliding window."""
     refuse_unknown(raw, PHI3, source, "Phi-3")
     _falsy(raw, "attention_bias", source, "Phi-3")
@@ -230,4 +263,5 @@ def phi3_settings(raw: dict[str, Any], head_dim: int, source: str) -> PhiSetting
     window = raw.get("sliding_window")
     if window is not None and (not isinstance(window, int) or window <= 0):
         raise ModelLoadError(source, f"Phi-3 sliding_window must be a positive int, got {window!r}")
+    window = _check_window(window, context, source, "Phi-3")
     return PhiSettings(rotary_dim=rotary_dim, sliding_window=window, longrope=longrope)

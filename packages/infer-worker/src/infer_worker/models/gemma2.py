@@ -20,12 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attend import attend as paged_attention
 from ..config import ModelConfig
 from ..kv_cache import KVCache
 from ..metadata import AttentionMetadata
 from ..model import Linear, LlamaModel
 from ..rope import RotaryEmbedding, apply_rotary, inv_frequencies
+from .attend import attend as paged_attention
 
 
 @dataclass

@@ -16,12 +16,12 @@ from typing import Any
 
 import torch
 
-from .attend import attend as paged_attention
 from ..config import ModelConfig
 from ..kv_cache import KVCache
 from ..metadata import AttentionMetadata
 from ..model import Attention, LlamaModel
 from ..rope import RotaryEmbedding, inv_frequencies
+from .attend import attend as paged_attention
 from .longrope import (
     LongRopeRotary,
     apply_partial_rotary,
