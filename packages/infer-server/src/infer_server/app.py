@@ -84,6 +84,7 @@ def create_app(settings: Settings) -> Starlette:
             yield
         finally:
             await gw.client.close()
+            gw.offload.close()
 
     app = Starlette(
         routes=[*routes, *webui.routes()],

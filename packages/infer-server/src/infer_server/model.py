@@ -5,6 +5,7 @@ A `ServedModel` is immutable once built; a reconnect builds a new one.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from tokenizers import Tokenizer
 
 from infer_protocol import ModelInfo
 
+from .offload import encode_ids
 from .templates import ChatTemplate, TemplateError, builtin_for
 
 log = logging.getLogger("infer_server")
@@ -45,6 +47,11 @@ class ServedModel:
             self.template = ChatTemplate(builtin)
         self.eos_token_ids = list(info.eos_token_ids)
         self.created = int(time.time())
+        # with a byte-level tokenizer and no normalizer, no token covers more characters
+        # than its vocabulary string has bytes: a cheap lower bound on a text's token count
+        self._chars_per_token = (
+            max(len(t.encode("utf-8")) for t in vocab) if _byte_level(info.tokenizer_json) else 0
+        )
 
     @property
     def default_name(self) -> str:
@@ -64,22 +71,25 @@ class ServedModel:
         self, messages: list[dict[str, Any]], add_generation_prompt: bool = True
     ) -> list[int]:
         """Render the template and tokenize it; special tokens come from the template text."""
-        text = self.render_chat(messages, add_generation_prompt)
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
+        return self.encode_rendered(self.render_chat(messages, add_generation_prompt))
+
+    def encode_rendered(self, text: str) -> list[int]:
+        """Tokenize a rendered chat prompt (it holds its own special tokens)."""
+        return encode_ids(self.tokenizer, text, None)
+
+    def prompt_bos(self, add_special_tokens: bool = True) -> int | None:
+        """The BOS id a raw prompt starts with, or None."""
+        bos = self.info.bos_token_id
+        return bos if add_special_tokens and self.info.add_bos_token else None
 
     def encode_prompt(self, text: str, add_special_tokens: bool = True) -> list[int]:
         """Tokenize a raw completion prompt, adding BOS when the model wants it (and the
         caller does not turn special tokens off)."""
-        ids = self.tokenizer.encode(text, add_special_tokens=False).ids
-        bos = self.info.bos_token_id
-        if (
-            add_special_tokens
-            and self.info.add_bos_token
-            and bos is not None
-            and (not ids or ids[0] != bos)
-        ):
-            ids = [bos, *ids]
-        return ids
+        return encode_ids(self.tokenizer, text, self.prompt_bos(add_special_tokens))
+
+    def min_tokens(self, text: str) -> int:
+        """A lower bound on the tokens of `text`, found without tokenizing (0 if unknown)."""
+        return len(text) // self._chars_per_token if self._chars_per_token else 0
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         return self.tokenizer.decode(list(ids), skip_special_tokens=skip_special_tokens)
@@ -91,3 +101,11 @@ class ServedModel:
     @property
     def vocab_size(self) -> int:
         return self.info.vocab_size or self.tokenizer.get_vocab_size(with_added_tokens=True)
+
+
+def _byte_level(tokenizer_json: str) -> bool:
+    """Whether every byte is a token of its own: a ByteLevel pre-tokenizer, no normalizer."""
+    spec = json.loads(tokenizer_json)
+    pre = spec.get("pre_tokenizer") or {}
+    kinds = [pre.get("type"), *(p.get("type") for p in pre.get("pretokenizers") or [])]
+    return spec.get("normalizer") is None and "ByteLevel" in kinds

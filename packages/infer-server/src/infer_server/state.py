@@ -18,6 +18,7 @@ from .engine_client import EngineClient
 from .errors import APIError, engine_unavailable
 from .metrics import GatewayMetrics
 from .model import ServedModel
+from .offload import Offload
 from .templates import ChatTemplate
 
 log = logging.getLogger("infer_server")
@@ -35,6 +36,7 @@ class Gateway:
         self.model: ServedModel | None = None
         self.metrics = GatewayMetrics()
         self.drain = Drain()
+        self.offload = Offload()
         self.client = EngineClient(
             settings.engine_endpoint,
             ping_interval=settings.ping_interval,
@@ -45,6 +47,7 @@ class Gateway:
 
     def _on_model_info(self, info: ModelInfo) -> None:
         self.model = ServedModel(info, self.settings.served_model_names, self.template_override)
+        self.offload.prestart(info.tokenizer_json)
 
     def require_model(self, name: str | None) -> ServedModel:
         """The served model if `name` is one of its names (404 otherwise, 502 if none yet)."""

@@ -12,7 +12,7 @@ from ..state import gateway
 from ..streaming import TextEvent
 from ..templates import TemplateError
 from ..validation import parse_chat, resolve_max_tokens
-from .common import chat_logprob
+from .common import chat_logprob, tokenize
 from .run import Run, text_events
 
 
@@ -20,13 +20,14 @@ async def chat_completions(request: Request) -> Response:
     gw = gateway(request)
     req = parse_chat(await read_json(request, gw.settings.max_body_bytes))
     model = gw.require_model(req.model)
+    s = req.sampling
     try:
-        ids = model.encode_chat(req.messages, req.add_generation_prompt)
+        text = await gw.offload.run(model.render_chat, req.messages, req.add_generation_prompt)
     except TemplateError as exc:
         raise bad_request(str(exc), "messages") from None
+    ids = await tokenize(gw, model, text, None, "messages", s.max_tokens)
     if not ids:
         raise bad_request("The rendered prompt is empty", "messages")
-    s = req.sampling
     max_tokens = resolve_max_tokens(
         s.max_tokens, len(ids), model.context_length, "messages", s.max_tokens_limits
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from collections.abc import Awaitable
@@ -16,7 +17,7 @@ from ..generation import Choice, TokenLogprob
 from ..metrics import RequestMetrics
 from ..model import ServedModel
 from ..state import Gateway
-from ..validation import Sampling
+from ..validation import Sampling, context_error
 
 T = TypeVar("T")
 
@@ -63,6 +64,29 @@ def make_choices(
                 )
             )
     return choices
+
+
+async def tokenize(
+    gw: Gateway, model: ServedModel, text: str, bos: int | None, what: str, max_tokens: int | None
+) -> list[int]:
+    """The ids of a prompt, tokenized off the event loop; a prompt that cannot fit the
+    context is refused before (when a cheap lower bound shows it) or right after tokenizing."""
+    context = model.context_length
+    floor = model.min_tokens(text)
+    if floor >= context:
+        raise APIError(
+            400,
+            f"This model's maximum context length is {context} tokens. However, the {what} "
+            f"are at least {floor} tokens long. Please reduce the length of the {what}.",
+            param="messages" if what == "messages" else "prompt",
+            code="context_length_exceeded",
+        )
+    count, ids_json = await gw.offload.ids_json(
+        model.tokenizer, model.info.tokenizer_json, text, bos
+    )
+    if count >= context:
+        raise context_error(context, count, max_tokens or 1, what)
+    return json.loads(ids_json)
 
 
 def record_tokens(request: Request, usage: dict) -> None:

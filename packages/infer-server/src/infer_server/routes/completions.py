@@ -11,7 +11,7 @@ from ..http import read_json
 from ..state import gateway
 from ..streaming import TextEvent
 from ..validation import parse_completion, resolve_max_tokens
-from .common import CompletionLogprobs
+from .common import CompletionLogprobs, tokenize
 from .run import Run, text_events
 
 
@@ -22,7 +22,10 @@ async def completions(request: Request) -> Response:
     s = req.sampling
     prompts: list[list[int]] = []
     for prompt in req.prompts:
-        ids = model.encode_prompt(prompt) if isinstance(prompt, str) else prompt
+        if isinstance(prompt, str):
+            ids = await tokenize(gw, model, prompt, model.prompt_bos(), "prompt", s.max_tokens)
+        else:
+            ids = prompt
         if not ids:
             raise bad_request("The prompt is empty", "prompt")
         if max(ids) >= model.vocab_size:

@@ -81,15 +81,16 @@ async def tokenize(request: Request) -> Response:
         messages = parse_messages(body)
         add = get_bool(body, "add_generation_prompt", True)
         try:
-            tokens = model.encode_chat(messages, add)
+            text = await gw.offload.run(model.render_chat, messages, add)
         except TemplateError as exc:
             raise bad_request(str(exc), "messages") from None
+        bos = None
     else:
-        prompt = get_str(body, "prompt")
-        tokens = model.encode_prompt(prompt, get_bool(body, "add_special_tokens", True))
-    return JSONResponse(
-        {"tokens": tokens, "count": len(tokens), "max_model_len": model.context_length}
-    )
+        text = get_str(body, "prompt")
+        bos = model.prompt_bos(get_bool(body, "add_special_tokens", True))
+    count, ids = await gw.offload.ids_json(model.tokenizer, model.info.tokenizer_json, text, bos)
+    tail = f',"count":{count},"max_model_len":{model.context_length}}}'.encode()
+    return Response(b'{"tokens":' + ids + tail, media_type="application/json")
 
 
 async def detokenize(request: Request) -> Response:
@@ -106,7 +107,7 @@ async def detokenize(request: Request) -> Response:
             f"'tokens' must be an array of token ids in [0, {model.vocab_size})", "tokens"
         )
     # special tokens stay, so that tokenize -> detokenize gives the text back
-    return JSONResponse({"prompt": model.decode(tokens, skip_special_tokens=False)})
+    return JSONResponse({"prompt": await gw.offload.run(model.decode, tokens, False)})
 
 
 async def _engine_metrics(gw: Gateway) -> EngineMetrics | None:
