@@ -12,7 +12,6 @@ import pytest
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 TOOL = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
-CALL = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{}"}}
 
 
 def refused(info: pytest.ExceptionInfo, param: str) -> str:
@@ -28,9 +27,8 @@ def refused(info: pytest.ExceptionInfo, param: str) -> str:
 @pytest.mark.parametrize(
     ("extra", "param"),
     [
-        ({"tools": [TOOL]}, "tools"),
-        ({"tool_choice": "auto"}, "tool_choice"),
-        ({"parallel_tool_calls": False}, "parallel_tool_calls"),
+        ({"functions": [TOOL["function"]]}, "functions"),
+        ({"function_call": "auto"}, "function_call"),
         ({"response_format": {"type": "text", "x": 1}}, "response_format.x"),
         ({"audio": {"voice": "alloy", "format": "wav"}}, "audio"),
         ({"modalities": ["text", "audio"]}, "modalities"),
@@ -54,20 +52,12 @@ def test_chat_refuses_unsupported_fields_by_name(tiny_gateway, extra, param):
     ("messages", "param"),
     [
         (
-            [*MESSAGES, {"role": "assistant", "content": None, "tool_calls": [CALL]}],
-            "messages[1].tool_calls",
-        ),
-        (
-            [*MESSAGES, {"role": "tool", "tool_call_id": "c1", "content": "42"}],
-            "messages[1].role",
-        ),
-        (
             [{"role": "user", "content": "x", "function_call": {"name": "f"}}],
             "messages[0].function_call",
         ),
     ],
 )
-def test_tool_messages_are_refused(tiny_gateway, messages, param):
+def test_legacy_function_messages_are_refused(tiny_gateway, messages, param):
     with pytest.raises(openai.BadRequestError) as info:
         tiny_gateway.openai().chat.completions.create(model="tiny", messages=messages, max_tokens=2)
     refused(info, param)
@@ -103,8 +93,8 @@ def test_no_effect_fields_are_accepted(tiny_gateway):
 
 
 def test_tokenize_refuses_unknown_fields(tiny_gateway):
-    r = httpx.post(tiny_gateway.url + "/tokenize", json={"prompt": "a", "tools": [TOOL]})
-    assert r.status_code == 400 and r.json()["error"]["param"] == "tools"
+    r = httpx.post(tiny_gateway.url + "/tokenize", json={"prompt": "a", "tool_choice": "auto"})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "tool_choice"
 
 
 def test_models_retrieve(tiny_gateway):

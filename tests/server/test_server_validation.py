@@ -194,7 +194,7 @@ def test_openapi_document_is_valid_and_complete():
 @pytest.mark.parametrize(
     ("patch", "param"),
     [
-        ({"tools": []}, "tools"),
+        ({"functions": []}, "functions"),
         ({"response_format": {"type": "text", "bogus": 1}}, "response_format.bogus"),
         ({"store": True}, "store"),
         ({"service_tier": "priority"}, "service_tier"),
@@ -204,7 +204,10 @@ def test_openapi_document_is_valid_and_complete():
             {"messages": [{"role": "user", "content": "x", "audio": {"id": "a"}}]},
             "messages[0].audio",
         ),
-        ({"messages": [{"role": "tool", "content": "x"}]}, "messages[0].role"),
+        (
+            {"messages": [{"role": "user", "content": "x", "function_call": {}}]},
+            "messages[0].function_call",
+        ),
     ],
 )
 def test_fields_not_honoured_are_refused_by_name(patch, param):
@@ -236,10 +239,10 @@ def test_no_effect_fields_and_nulls_pass():
 def test_a_field_honoured_by_a_feature_is_accepted_in_one_place():
     from infer_server.fields import CHAT_FIELDS, refuse_unknown
 
-    body = {"tools": [], "messages": [{"role": "tool", "content": "x"}]}
+    body = {"tools": [], "audio": {}}
     with pytest.raises(APIError):
         refuse_unknown(body, CHAT_FIELDS)
-    refuse_unknown(body, CHAT_FIELDS | {"tools"})  # no error once the feature lists it
+    refuse_unknown(body, CHAT_FIELDS | {"audio"})  # no error once the feature lists it
 
 
 def test_switches_and_nan():

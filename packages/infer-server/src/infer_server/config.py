@@ -36,6 +36,7 @@ class Settings:
     max_body_bytes: int = 4 * 1024 * 1024
     served_model_names: tuple[str, ...] = ()
     chat_template_file: str | None = None
+    tool_call_parser: str = "auto"  # "auto": from the chat template; else a tool_parsers name
     ping_interval: float = 0.5
     engine_dead_after: float = 3.0
     shutdown_timeout: float = SHUTDOWN_TIMEOUT_S
@@ -133,6 +134,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     p.add_argument(
         "--chat-template", default=None, help="Jinja chat template file overriding the model's"
     )
+    p.add_argument(
+        "--tool-call-parser",
+        choices=("auto", "hermes", "llama3_json", "mistral"),
+        default="auto",
+        help="format of the model's tool calls (auto: chosen from the chat template)",
+    )
     return p
 
 
@@ -163,6 +170,7 @@ def parse_settings(
         max_body_bytes=int(args.max_body_bytes),
         served_model_names=tuple(args.served_model_name),
         chat_template_file=args.chat_template,
+        tool_call_parser=args.tool_call_parser,
         engine_dead_after=float(args.engine_ping_timeout),
         ping_interval=min(0.5, float(args.engine_ping_timeout) / 3),
         shutdown_timeout=float(args.shutdown_timeout),

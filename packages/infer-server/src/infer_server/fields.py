@@ -43,6 +43,9 @@ CHAT_FIELDS = SAMPLING_FIELDS | {
     "top_logprobs",
     "add_generation_prompt",
     "response_format",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
 }
 COMPLETION_FIELDS = SAMPLING_FIELDS | {
     "prompt",
@@ -55,7 +58,7 @@ COMPLETION_FIELDS = SAMPLING_FIELDS | {
     "guided_grammar",
 }
 TOKENIZE_FIELDS = frozenset(
-    {"model", "prompt", "messages", "add_generation_prompt", "add_special_tokens"}
+    {"model", "prompt", "messages", "add_generation_prompt", "add_special_tokens", "tools"}
 )
 DETOKENIZE_FIELDS = frozenset({"model", "tokens"})
 MESSAGE_FIELDS = frozenset({"role", "content", "name"})
@@ -83,9 +86,6 @@ NO_EFFECT: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 # Why a known OpenAI field is refused; any other unknown field gets a generic message.
 NOT_SUPPORTED = {
-    "tools": "tool calling is not supported",
-    "tool_choice": "tool calling is not supported",
-    "parallel_tool_calls": "tool calling is not supported",
     "functions": "function calling is not supported",
     "function_call": "function calling is not supported",
     "audio": "audio output is not supported",
@@ -95,8 +95,6 @@ NOT_SUPPORTED = {
     "verbosity": "verbosity control is not supported",
     "web_search_options": "web search is not supported",
     "suffix": "insertion (suffix) is not supported",
-    "tool_calls": "tool calling is not supported",
-    "tool_call_id": "tool calling is not supported",
 }
 
 

@@ -17,6 +17,8 @@ from infer_protocol import ModelInfo
 
 from .offload import encode_ids
 from .templates import ChatTemplate, TemplateError, builtin_for
+from .tool_parsers import make_parser, parser_for_template
+from .tool_prompt import for_template
 
 log = logging.getLogger("infer_server")
 
@@ -25,7 +27,11 @@ class ServedModel:
     """Names, limits, tokenizer and chat template of the engine's model."""
 
     def __init__(
-        self, info: ModelInfo, extra_names: Sequence[str] = (), template_override: str | None = None
+        self,
+        info: ModelInfo,
+        extra_names: Sequence[str] = (),
+        template_override: str | None = None,
+        tool_call_parser: str = "auto",
     ):
         self.info = info
         names = list(info.served_model_names)
@@ -46,6 +52,9 @@ class ServedModel:
             log.warning("the model's chat template does not compile; using a built-in one")
             self.template = ChatTemplate(builtin)
         self.eos_token_ids = list(info.eos_token_ids)
+        if tool_call_parser == "auto":
+            tool_call_parser = parser_for_template(self.template.source)
+        self.tool_parser = make_parser(tool_call_parser)
         self.created = int(time.time())
         # with a byte-level tokenizer and no normalizer, no token covers more characters
         # than its vocabulary string has bytes: a cheap lower bound on a text's token count
@@ -58,20 +67,29 @@ class ServedModel:
         return self.names[0]
 
     def render_chat(
-        self, messages: list[dict[str, Any]], add_generation_prompt: bool = True
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool = True,
+        tools: list[dict[str, Any]] | None = None,
     ) -> str:
+        """The prompt text; tools and tool messages go through `tool_prompt.for_template`."""
+        messages, tools = for_template(self.template.source, messages, tools)
         return self.template.render(
             messages,
             add_generation_prompt=add_generation_prompt,
             bos_token=self.info.bos_token,
             eos_token=self.info.eos_token,
+            tools=tools,
         )
 
     def encode_chat(
-        self, messages: list[dict[str, Any]], add_generation_prompt: bool = True
+        self,
+        messages: list[dict[str, Any]],
+        add_generation_prompt: bool = True,
+        tools: list[dict[str, Any]] | None = None,
     ) -> list[int]:
         """Render the template and tokenize it; special tokens come from the template text."""
-        return self.encode_rendered(self.render_chat(messages, add_generation_prompt))
+        return self.encode_rendered(self.render_chat(messages, add_generation_prompt, tools))
 
     def encode_rendered(self, text: str) -> list[int]:
         """Tokenize a rendered chat prompt (it holds its own special tokens)."""

@@ -46,7 +46,12 @@ class Gateway:
         )
 
     def _on_model_info(self, info: ModelInfo) -> None:
-        self.model = ServedModel(info, self.settings.served_model_names, self.template_override)
+        self.model = ServedModel(
+            info,
+            self.settings.served_model_names,
+            self.template_override,
+            self.settings.tool_call_parser,
+        )
         self.offload.prestart(info.tokenizer_json)
 
     def require_model(self, name: str | None) -> ServedModel:

@@ -70,6 +70,7 @@ class ChatTemplate:
         add_generation_prompt: bool = True,
         bos_token: str | None = None,
         eos_token: str | None = None,
+        tools: list[dict[str, Any]] | None = None,
     ) -> str:
         try:
             return self._template.render(
@@ -77,7 +78,7 @@ class ChatTemplate:
                 add_generation_prompt=add_generation_prompt,
                 bos_token=bos_token or "",
                 eos_token=eos_token or "",
-                tools=None,
+                tools=tools,
                 documents=None,
             )
         except TemplateError:

@@ -19,8 +19,10 @@ from .fields import (
     refuse_unknown,
 )
 from .structured import OutputConstraint, parse_output_constraint
+from .tools import ToolSpec, check_tool_messages, parse_tools, tool_constraint
 
 ROLES = ("system", "user", "assistant", "developer")  # "developer" is rendered as "system"
+TOOL_ROLES = (*ROLES, "tool")
 MAX_N = 8
 MAX_CHOICES = 32  # prompts x n in one request: one request must not fill the engine's queue
 MAX_TOP_LOGPROBS = 20
@@ -59,6 +61,7 @@ class ChatRequest:
     messages: list[dict[str, str]]
     add_generation_prompt: bool
     sampling: Sampling
+    tools: ToolSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -206,7 +209,7 @@ def _content(message: dict, index: int) -> str:
     param = f"messages[{index}].content"
     content = message.get("content")
     if content is None:
-        if message.get("role") == "assistant":
+        if message.get("role") == "assistant" or message.get("tool_calls"):
             return ""
         raise bad_request(f"'{param}' is a required property", param)
     if isinstance(content, str):
@@ -254,9 +257,10 @@ def parse_messages(body: dict, honoured: frozenset[str] = CHAT_FIELDS) -> list[d
             raise bad_request(f"'messages[{i}]' must be an object", f"messages[{i}]")
         _message_fields(message, i, honoured)
         role = message.get("role")
-        if not isinstance(role, str) or role not in ROLES:
+        roles = TOOL_ROLES if "tools" in honoured else ROLES
+        if not isinstance(role, str) or role not in roles:
             raise bad_request(
-                f"'messages[{i}].role' must be one of {', '.join(ROLES)}; got {role!r}",
+                f"'messages[{i}].role' must be one of {', '.join(roles)}; got {role!r}",
                 f"messages[{i}].role",
             )
         if "name" in message and not isinstance(message["name"], str):
@@ -265,20 +269,31 @@ def parse_messages(body: dict, honoured: frozenset[str] = CHAT_FIELDS) -> list[d
         if "name" in message:
             entry["name"] = message["name"]
         out.append(entry)
+    if "tools" in honoured:
+        check_tool_messages(messages, out)
     return out
 
 
 def parse_chat(body: Any) -> ChatRequest:
     body = _object(body)
     refuse_unknown(body, CHAT_FIELDS)
+    tools = parse_tools(body)
+    constraint = parse_output_constraint(body, completions=False)
+    forced = tool_constraint(tools)
+    if forced is not None and constraint is not None:
+        raise bad_request(
+            f"'response_format' cannot be combined with tool_choice {tools.choice!r}",
+            "response_format",
+        )
+    sampling = replace(parse_sampling(body, chat=True), constraint=forced or constraint)
+    if sampling.logprobs and tools is not None and tools.choice != "none":
+        raise bad_request("'logprobs' cannot be combined with tool calls", "logprobs")
     return ChatRequest(
         model=get_str(body, "model"),
         messages=parse_messages(body),
         add_generation_prompt=get_bool(body, "add_generation_prompt", True),
-        sampling=replace(
-            parse_sampling(body, chat=True),
-            constraint=parse_output_constraint(body, completions=False),
-        ),
+        sampling=sampling,
+        tools=tools,
     )
 
 

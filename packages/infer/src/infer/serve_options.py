@@ -64,6 +64,7 @@ PASSTHROUGH: tuple[Passthrough, ...] = (
     Passthrough("request_timeout", "--request-timeout", (GATEWAY,)),
     Passthrough("engine_ping_timeout", "--engine-ping-timeout", (GATEWAY,)),
     Passthrough("chat_template", "--chat-template", (GATEWAY,)),
+    Passthrough("tool_call_parser", "--tool-call-parser", (GATEWAY,)),
     Passthrough("cors_origins", "--cors-origins", (GATEWAY,), "list"),
     Passthrough("max_body_bytes", "--max-body-bytes", (GATEWAY,)),
     Passthrough("rate_limit", "--rate-limit", (GATEWAY,)),
@@ -296,6 +297,12 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
         default=None,
         metavar="FILE",
         help="Jinja2 chat template overriding the model's",
+    )
+    gateway.add_argument(
+        "--tool-call-parser",
+        choices=("auto", "hermes", "llama3_json", "mistral"),
+        default=None,
+        help="format of the model's tool calls (default auto: chosen from the chat template)",
     )
     gateway.add_argument(
         "--cors-origins",

@@ -12,6 +12,7 @@ from ..state import gateway
 from ..streaming import TextEvent
 from ..templates import TemplateError
 from ..validation import parse_chat, resolve_max_tokens
+from .chat_tools import ToolStream, tool_message
 from .common import chat_logprob, tokenize
 from .run import Run, text_events
 
@@ -22,7 +23,10 @@ async def chat_completions(request: Request) -> Response:
     model = gw.require_model(req.model)
     s = req.sampling
     try:
-        text = await gw.offload.run(model.render_chat, req.messages, req.add_generation_prompt)
+        tools = req.tools.tools if req.tools else None
+        text = await gw.offload.run(
+            model.render_chat, req.messages, req.add_generation_prompt, tools
+        )
     except TemplateError as exc:
         raise bad_request(str(exc), "messages") from None
     ids = await tokenize(gw, model, text, None, "messages", s.max_tokens)
@@ -41,6 +45,17 @@ async def chat_completions(request: Request) -> Response:
         sampling=s,
         max_tokens=[max_tokens],
     )
+
+    calling = req.tools is not None and req.tools.choice != "none"
+    if calling and not s.stream:
+        collected, stats = await run.collect()
+        choices = []
+        for i, got in enumerate(collected):
+            message, reason = tool_message(model, req.tools, got.text, got.finish_reason)
+            choices.append(
+                {"index": i, "message": message, "logprobs": None, "finish_reason": reason}
+            )
+        return JSONResponse({**run.base, "object": "chat.completion", "choices": choices, **stats})
 
     if not s.stream:
         collected, stats = await run.collect()
@@ -88,7 +103,18 @@ async def chat_completions(request: Request) -> Response:
         )
     )
 
+    streams: dict[int, ToolStream] = {}
+
+    def on_tool_piece(piece: Piece) -> list[dict | bytes]:
+        stream = streams.setdefault(piece.index, ToolStream(model, req.tools))
+        return [
+            chunk({"index": piece.index, "delta": delta, "logprobs": None, "finish_reason": reason})
+            for delta, reason in stream.push(piece.text, piece.finish_reason)
+        ]
+
     def on_piece(piece: Piece) -> list[dict | bytes]:
+        if calling:
+            return on_tool_piece(piece)
         if not piece.text and piece.finish_reason is None and not piece.logprobs:
             return []
         if piece.finish_reason is None and not piece.logprobs:

@@ -17,6 +17,7 @@ from ..metrics import engine_json, system_metrics
 from ..model import ServedModel
 from ..state import Gateway, gateway
 from ..templates import TemplateError
+from ..tools import parse_tools
 from ..validation import get_bool, get_str, parse_messages, token_id
 
 
@@ -80,8 +81,11 @@ async def tokenize(request: Request) -> Response:
             )
         messages = parse_messages(body)
         add = get_bool(body, "add_generation_prompt", True)
+        spec = parse_tools({"tools": body.get("tools")})
         try:
-            text = await gw.offload.run(model.render_chat, messages, add)
+            text = await gw.offload.run(
+                model.render_chat, messages, add, spec.tools if spec else None
+            )
         except TemplateError as exc:
             raise bad_request(str(exc), "messages") from None
         bos = None
