@@ -3,16 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+import time
 
 import httpx
 import openai
 import pytest
-from server_procs import Engine, Gateway
+from server_procs import Engine, Gateway, Proc
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 CHAT = {"model": "tiny", "messages": MESSAGES, "max_tokens": 2}
 KEY = "s3cret-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}
+
+# The strict engine loses (never answers, never runs) a GenerateRequest whose seed is
+# LOST_SEED: a fault a release cannot produce, injected into the real engine. Everything
+# else it serves normally.
+LOST_SEED = 4242
+LOSSY_ENGINE = f"""
+import sys
+from infer_protocol import GenerateRequest
+from infer_scheduler import server
+plain = server.EngineServer._dispatch
+def lossy(self, envelope, msg):
+    if isinstance(msg, GenerateRequest) and msg.sampling.seed == {LOST_SEED}:
+        return
+    plain(self, envelope, msg)
+server.EngineServer._dispatch = lossy
+from infer_scheduler.cli import main
+sys.exit(main())
+"""
 
 
 def error(r: httpx.Response, status: int) -> dict:
@@ -99,6 +119,15 @@ def test_unknown_model_and_route(tiny_gateway):
     error(httpx.get(tiny_gateway.url + "/v1/chat/completions"), 405)
 
 
+class LossyEngine(Engine):
+    """The real infer-scheduler, run by this interpreter with LOSSY_ENGINE's one fault."""
+
+    def __init__(self, model: str, endpoint: str, *extra: str) -> None:
+        self.model, self.endpoint, self.extra = model, endpoint, extra
+        argv = [sys.executable, "-c", LOSSY_ENGINE, "--model", model, "--endpoint", endpoint]
+        Proc.__init__(self, [*argv, "--device", "cpu", "--dtype", "float32", *extra], "engine")
+
+
 @pytest.fixture(scope="module")
 def strict(run_dir):
     """One running request at a time, one waiting; key required; small bodies; short timeout.
@@ -109,7 +138,7 @@ def strict(run_dir):
     from infer_worker.testing import write_tiny_llama
 
     model = str(write_tiny_llama(run_dir / "long" / "tiny", context_length=32768))
-    engine = Engine(
+    engine = LossyEngine(
         model, f"ipc://{run_dir}/strict.ipc", "--max-running", "1", "--queue-capacity", "1"
     ).wait_ready()
     gw = Gateway(
@@ -164,26 +193,41 @@ def test_body_over_limit_is_413(strict):
     assert "4096" in e["message"]
 
 
-def test_overloaded_is_503_with_retry_after_and_stuck_request_is_504(strict):
+def test_overloaded_is_503_and_a_queued_request_waits_past_the_timeout(strict):
+    """--request-timeout is 3 s: B waits its turn far longer and still gets its answer."""
     url = strict.url + "/v1/chat/completions"
-    # ~60 s of tokens: A still runs when B's 3 s are up (leaving the stream aborts it)
+    # ~60 s of tokens: A still runs when B has waited past 3 s (leaving the stream aborts it)
     long = {**CHAT, "max_tokens": 30000, "ignore_eos": True, "stream": True}
 
-    async def scenario() -> tuple[httpx.Response, httpx.Response]:
-        async with (
-            httpx.AsyncClient(timeout=60, headers=AUTH) as c,
-            c.stream("POST", url, json=long) as a,
-        ):
-            assert a.status_code == 200  # A runs (the engine's only running slot)
-            lines = a.aiter_lines()
-            await anext(lines)
-            waiting = asyncio.create_task(c.post(url, json=CHAT))  # B waits in the queue
-            await asyncio.sleep(1.0)
-            refused = await c.post(url, json=CHAT)  # C: the queue is full
-            return refused, await waiting
+    async def scenario() -> tuple[httpx.Response, httpx.Response, bool]:
+        async with httpx.AsyncClient(timeout=60, headers=AUTH) as c:
+            async with c.stream("POST", url, json=long) as a:
+                assert a.status_code == 200  # A runs (the engine's only running slot)
+                lines = a.aiter_lines()
+                await anext(lines)
+                waiting = asyncio.create_task(c.post(url, json=CHAT))  # B waits in the queue
+                await asyncio.sleep(1.0)
+                refused = await c.post(url, json=CHAT)  # C: the queue is full
+                await asyncio.sleep(4.5)  # B has waited 5.5 s > 3 s behind A
+                still_waiting = not waiting.done()
+            return refused, await waiting, still_waiting  # A left: B runs now
 
-    refused, waited = asyncio.run(scenario())
+    refused, waited, still_waiting = asyncio.run(scenario())
     e = error(refused, 503)
     assert e["code"] == "overloaded" and int(refused.headers["retry-after"]) >= 1
-    e = error(waited, 504)
-    assert e["code"] == "engine_timeout" and "3s" in e["message"]
+    assert still_waiting
+    assert waited.status_code == 200, waited.text
+    assert waited.json()["choices"][0]["finish_reason"] in ("stop", "length")
+
+
+def test_a_request_the_idle_engine_lost_is_504_after_the_timeout(strict):
+    client = strict.openai(api_key=KEY, timeout=60)
+    start = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as info:
+        client.chat.completions.create(model="tiny", messages=MESSAGES, seed=LOST_SEED)
+    waited = time.monotonic() - start
+    assert info.value.status_code == 504 and info.value.body["code"] == "engine_timeout"
+    assert "3s" in info.value.body["message"]
+    assert waited >= 3  # the clock ran from the send: the idle engine said nothing for 3 s
+    out = client.chat.completions.create(model="tiny", messages=MESSAGES, max_tokens=2)
+    assert out.choices[0].finish_reason in ("stop", "length")  # nothing else was harmed

@@ -37,6 +37,7 @@ from infer_protocol import (
     ModelInfo,
     ModelInfoQuery,
     Ping,
+    Pong,
     ProtocolError,
     RequestError,
     decode,
@@ -76,6 +77,8 @@ class EngineClient:
         self._ids = itertools.count()
         self._tasks: list[asyncio.Task] = []
         self._last_seen = 0.0
+        # loop.time() of the engine's last report (a Pong) that it was running requests
+        self.busy_at = 0.0
         self._loading: asyncio.Task | None = None
         self.connected = False
         self.model_info: ModelInfo | None = None
@@ -198,6 +201,8 @@ class EngineClient:
                 self._bad_frame(exc)
                 continue
             self.peer_version = None
+            if isinstance(msg, Pong) and msg.running:
+                self.busy_at = self._last_seen
             self.gate.observe(msg)
             queue = self._pending.get(msg.request_id)
             if queue is not None:

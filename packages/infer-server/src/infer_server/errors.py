@@ -69,7 +69,11 @@ def engine_unavailable(message: str = "The inference engine is not available") -
 
 
 def engine_timeout(seconds: float) -> APIError:
-    return APIError(504, f"Engine request timed out after {seconds:g}s", code="engine_timeout")
+    return APIError(
+        504,
+        f"Engine request timed out: no progress for {seconds:g}s while the engine was idle",
+        code="engine_timeout",
+    )
 
 
 def from_engine(code: str, message: str) -> APIError:

@@ -106,6 +106,7 @@ class Choice:
         self.stats = ChoiceStats(prompt_tokens=len(input_ids))
         self.text = ""
         self._aborted: asyncio.Queue | None = None  # read by settle() for the final count
+        self._timed_out = False
 
     def _request(self) -> GenerateRequest:
         seed = self.sampling.seed
@@ -134,10 +135,7 @@ class Choice:
         start = last = time.monotonic()
         try:
             while True:
-                try:
-                    item = await asyncio.wait_for(queue.get(), self.timeout)
-                except TimeoutError:
-                    raise engine_timeout(self.timeout) from None
+                item = await self._next(queue)
                 if isinstance(item, EngineUnavailable):
                     raise engine_unavailable(f"The inference engine is not available: {item}")
                 if isinstance(item, RequestError):
@@ -176,8 +174,9 @@ class Choice:
             if finished:
                 self.client.release(self.request_id)
             else:
-                self.client.abort(self.request_id, reason="client", keep_stream=True)
-                self._aborted = queue
+                keep = not self._timed_out
+                self.client.abort(self.request_id, reason="client", keep_stream=keep)
+                self._aborted = queue if keep else None
 
     def _engine_error(self, error: RequestError) -> APIError:
         """The engine's refusal; a constraint it could not compile names its field."""
@@ -217,6 +216,24 @@ class Choice:
             pass
         finally:
             self.client.release(self.request_id)
+
+    async def _next(self, queue: asyncio.Queue) -> object:
+        """The next message for this request. The silence clock starts at the call and
+        restarts whenever the engine reports running requests (a Pong, every ping
+        interval): a request waiting its turn, or in a long prefill, is not silent.
+        504 after `timeout` seconds of neither a message nor a busy engine."""
+        loop = asyncio.get_running_loop()
+        quiet_since = loop.time()
+        while True:
+            quiet_since = max(quiet_since, self.client.busy_at)
+            left = quiet_since + self.timeout - loop.time()
+            if left <= 0:
+                self._timed_out = True  # the engine is not expected to answer an abort either
+                raise engine_timeout(self.timeout)
+            try:
+                return await asyncio.wait_for(queue.get(), left)
+            except TimeoutError:
+                continue
 
     def _logprobs(self, delta: TokenDelta) -> list[TokenLogprob] | None:
         if not self.sampling.logprobs:
