@@ -1,10 +1,12 @@
 """Time x @ W^T for one 1B-shaped layer in each weight path, weights cycled past the caches.
 
-Usage: uv run python benchmarks/quant_linears.py [--repeats 15] [--threads 2]
+Usage: uv run python benchmarks/quant_linears.py [--repeats 15] [--threads 2] [--cpu-time]
 
 Each path gets several copies of the weight (more bytes than the L3 cache) used in turn,
 so every call streams its weight from DRAM as a model's decode step does; the figure is
-the minimum over the repeats (the machine may be shared). Paths: bf16 (oneDNN), the int8
+the minimum over the repeats (the machine may be shared). --cpu-time runs one thread
+and counts its CPU time (time.thread_time), which time slices lost to other processes on
+a busy machine do not inflate (memory-bandwidth contention still does). Paths: bf16 (oneDNN), the int8
 linear of int8.py (weight-only for <= 2 rows, W8A8 above), torch's int4 kernel with bf16
 scales (int4.py), and the group-format kernels of infer_worker.quant (4-bit and 8-bit).
 """
@@ -26,16 +28,16 @@ SHAPES = ((2048, 2048), (8192, 2048), (2048, 8192))  # (out, in): q/o, gate/up, 
 COPIES_BYTES = 96 << 20
 
 
-def timed(fn, copies: list, x: torch.Tensor, repeats: int) -> float:
+def timed(fn, copies: list, x: torch.Tensor, repeats: int, clock=time.perf_counter) -> float:
     """Minimum ms per call over repeats, each repeat a call on every copy in turn."""
     for w in copies:
         fn(x, w)
     best = float("inf")
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = clock()
         for w in copies:
             fn(x, w)
-        best = min(best, (time.perf_counter() - start) / len(copies))
+        best = min(best, (clock() - start) / len(copies))
     return best * 1e3
 
 
@@ -44,8 +46,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--cpu-time", action="store_true", help="one thread, its CPU time")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(1 if args.cpu_time else args.threads)
+    clock = time.thread_time if args.cpu_time else time.perf_counter
     start_build(wait=True)
     kernels.module()
     print(kernels.plan().describe())
@@ -66,7 +70,7 @@ def main() -> None:
             for name, (copies, fn) in paths.items():
                 if name == "int4 torch" and rows > 2:
                     continue  # used for <= 2 rows only (int8.py)
-                cells.append(f"{name} {timed(fn, copies, x, args.repeats):.3f}")
+                cells.append(f"{name} {timed(fn, copies, x, args.repeats, clock):.3f}")
             print(f"{out_f}x{in_f} rows={rows}: " + "  ".join(cells) + " ms", flush=True)
 
 

@@ -32,6 +32,21 @@ inline __m512 codes16(const uint8_t* row, int64_t group, int64_t g, int half) {
   return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(raw));
 }
 
+// The codes of group g as float32: w0 = elements 0..15, w1 = 16..31 (Group 32; one load
+// of the 16 packed bytes for 4-bit codes).
+template <int Bits, int Group>
+inline void codes_group(const uint8_t* row, int64_t g, __m512& w0, __m512& w1) {
+  if (Bits == 4) {
+    const __m512i v = _mm512_cvtepu8_epi32(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + g * 16)));
+    w0 = _mm512_cvtepi32_ps(_mm512_and_si512(v, _mm512_set1_epi32(0xF)));
+    w1 = _mm512_cvtepi32_ps(_mm512_srli_epi32(v, 4));
+    return;
+  }
+  w0 = codes16<Bits>(row, Group, g, 0);
+  w1 = Group == 32 ? codes16<Bits>(row, Group, g, 1) : w0;
+}
+
 // NB output rows times Tile input rows per pass (NB * Tile independent accumulators, all in
 // registers: compile-time bounds). M is a multiple of Tile (the caller pads x with zero rows).
 template <int Bits, int Group, int NB, int Tile>
@@ -45,9 +60,9 @@ void rows_block(const float* x, int64_t M, int64_t K, const uint8_t* q, int64_t 
       for (int b = 0; b < NB; ++b) {
         const uint8_t* row = q + (n0 + b) * row_bytes;
         const __m512 sg = _mm512_set1_ps(scale[(n0 + b) * G + g]);
-        const __m512 w0 = codes16<Bits>(row, Group, g, 0);
+        __m512 w0, w1;
+        codes_group<Bits, Group>(row, g, w0, w1);
         if (Group == 32) {
-          const __m512 w1 = codes16<Bits>(row, Group, g, 1);
           for (int t = 0; t < Tile; ++t) {
             const float* xr = x + (m0 + t) * K + g * Group;
             __m512 d = _mm512_mul_ps(w0, _mm512_loadu_ps(xr));
