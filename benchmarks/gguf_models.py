@@ -88,9 +88,10 @@ def _encode(name: str, dims: tuple[int, ...], qtype: T) -> np.ndarray:
     return np.concatenate(parts)
 
 
-def write_model(path: Path, shape_name: str, kind: str) -> None:
-    """Write the GGUF file (kind: Q4_K_M or Q8_0) one tensor at a time."""
-    shape = SHAPES[shape_name]
+def write_model(path: Path, shape_name: str | dict, kind: str) -> None:
+    """Write the GGUF file (kind: Q4_K_M or Q8_0) one tensor at a time; shape_name is a
+    key of SHAPES or a dict of the same fields."""
+    shape = SHAPES[shape_name] if isinstance(shape_name, str) else shape_name
     meta = GGUFFile(default_gguf_path()).meta
     writer = GGUFWriter(str(path), "llama")
     writer.add_name(f"random {shape_name} {kind}")
