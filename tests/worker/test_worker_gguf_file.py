@@ -60,7 +60,7 @@ def encode(array: np.ndarray, qtype: T, rng: np.random.Generator) -> np.ndarray:
         return array.astype(np.float32)
     if qtype == T.F16:
         return array.astype(np.float16)
-    if qtype in K_TYPES or qtype == T.IQ2_XXS:  # gguf-py cannot quantize these: random blocks
+    if qtype in K_TYPES or qtype in (T.IQ2_XXS, T.Q8_K):  # gguf-py cannot quantize: random blocks
         block, size = GGML_QUANT_SIZES[qtype]
         return rng.integers(
             0, 256, (array.shape[0], array.shape[1] // block * size), dtype=np.uint8
@@ -124,6 +124,8 @@ def write_gguf(
             writer.add_tensor(gguf_name(name), data)
         else:
             writer.add_tensor(gguf_name(name), data, raw_dtype=qtype)
+        if qtype == T.Q8_K:  # gguf-py cannot dequantize it either: the loader must refuse it
+            continue
         back = dequantize(
             data if qtype not in (T.F32, T.F16) else data.view(np.uint8), qtype
         ).reshape(array.shape)

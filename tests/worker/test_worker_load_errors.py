@@ -97,9 +97,9 @@ def test_gguf_unknown_tensor_type_id(tmp_path: Path) -> None:
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_gguf_known_but_unsupported_type(tmp_path: Path) -> None:
     hf = write_tiny_llama(tmp_path / "hf", hidden_size=256, intermediate_size=256, num_layers=1)
-    path = tmp_path / "iq2.gguf"
-    write_gguf(path, hf, [T.F32, T.IQ2_XXS])
-    expect_error(str(path), "iq2.gguf", "unsupported type IQ2_XXS")
+    path = tmp_path / "q8k.gguf"
+    write_gguf(path, hf, [T.F32, T.Q8_K])
+    expect_error(str(path), "q8k.gguf", "unsupported type Q8_K")
 
 
 def test_hf_missing_config(tiny_copy: Path) -> None:

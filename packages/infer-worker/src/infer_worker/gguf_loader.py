@@ -1,7 +1,9 @@
 """Read a GGUF file: hyper-parameters, tokenizer, chat template and dequantized weights.
 
-Weights are yielded in transformers' naming (model.layers.N.self_attn.q_proj.weight, ...);
-for the "llama" architecture llama.cpp's row permutation of Q and K is undone.
+The metadata becomes a transformers config.json-style dict (gguf_config) that goes
+through the same parser as a HF directory's config.json; weights are yielded in
+transformers' naming and layout (gguf_tensors), so all architecture math lives on
+the HF side.
 """
 
 from __future__ import annotations
@@ -13,49 +15,24 @@ from typing import Any
 
 import numpy as np
 import torch
-from gguf import GGMLQuantizationType
-from gguf.quants import dequantize
 
-from .config import ModelConfig
+from .config import ModelConfig, config_from_hf
 from .errors import ModelLoadError
+from .gguf_config import HF_ARCHITECTURES, hf_config_from_gguf
 from .gguf_reader import GGUFFormatError, read_gguf
+from .gguf_tensors import (
+    PlanEntry,
+    check_types,
+    dequantize_entry,
+    dequantize_tensor,
+    tensor_plan,
+)
 from .gguf_tokenizer import tokenizer_from_gguf
 from .special_tokens import stop_token_ids
 
 log = logging.getLogger("infer_worker")
 
-SUPPORTED_ARCHITECTURES = ("llama", "qwen2")
-SUPPORTED_TYPES = {
-    GGMLQuantizationType.F32,
-    GGMLQuantizationType.F16,
-    GGMLQuantizationType.BF16,
-    GGMLQuantizationType.Q8_0,
-    GGMLQuantizationType.Q4_0,
-    GGMLQuantizationType.Q4_1,
-    GGMLQuantizationType.Q5_0,
-    GGMLQuantizationType.Q5_1,
-    GGMLQuantizationType.Q2_K,
-    GGMLQuantizationType.Q3_K,
-    GGMLQuantizationType.Q4_K,
-    GGMLQuantizationType.Q5_K,
-    GGMLQuantizationType.Q6_K,
-}
-_LAYER_NAMES = {
-    "attn_norm": "input_layernorm",
-    "ffn_norm": "post_attention_layernorm",
-    "attn_q": "self_attn.q_proj",
-    "attn_k": "self_attn.k_proj",
-    "attn_v": "self_attn.v_proj",
-    "attn_output": "self_attn.o_proj",
-    "ffn_gate": "mlp.gate_proj",
-    "ffn_up": "mlp.up_proj",
-    "ffn_down": "mlp.down_proj",
-}
-_TOP_NAMES = {
-    "token_embd.weight": "model.embed_tokens.weight",
-    "output_norm.weight": "model.norm.weight",
-    "output.weight": "lm_head.weight",
-}
+SUPPORTED_ARCHITECTURES = tuple(HF_ARCHITECTURES)
 
 
 class GGUFFile:
@@ -66,7 +43,7 @@ class GGUFFile:
         self.source = str(path)
         try:
             self.meta, self.tensors = read_gguf(path)
-        except (OSError, GGUFFormatError) as exc:
+        except (OSError, GGUFFormatError, KeyError) as exc:
             raise ModelLoadError(self.source, f"not a readable GGUF file ({exc})") from None
         self.arch = self.meta.get("general.architecture")
         if self.arch not in SUPPORTED_ARCHITECTURES:
@@ -75,40 +52,32 @@ class GGUFFile:
                 f"unsupported architecture {self.arch!r} (supported: {', '.join(SUPPORTED_ARCHITECTURES)})",
             )
         self.tensor_names = {t.name for t in self.tensors}
+        check_types(self.tensors, self.source)
 
-    def _get(self, key: str, default: Any = ...) -> Any:
-        full = f"{self.arch}.{key}"
-        if full in self.meta:
-            return self.meta[full]
-        if default is ...:
-            raise ModelLoadError(self.source, f"GGUF metadata lacks {full!r}")
-        return default
+    def _tensor_values(self, name: str) -> list[float]:
+        tensor = next(t for t in self.tensors if t.name == name)
+        return [float(v) for v in dequantize_tensor(tensor).reshape(-1)]
 
-    def config(self, tokenizer) -> ModelConfig:
-        """Hyper-parameters from the metadata; malformed values raise ModelLoadError."""
+    def hf_config(self) -> dict[str, Any]:
+        """The transformers config.json dict this file describes; ModelLoadError if refused."""
         try:
-            return self._config(tokenizer)
+            return hf_config_from_gguf(
+                self.meta, [t.name for t in self.tensors], self.source, self._tensor_values
+            )
         except (TypeError, ValueError, IndexError) as exc:
             raise ModelLoadError(self.source, f"malformed GGUF metadata ({exc})") from None
 
-    def _config(self, tokenizer) -> ModelConfig:
-        heads = int(self._get("attention.head_count"))
-        hidden = int(self._get("embedding_length"))
+    def config(self, tokenizer) -> ModelConfig:
+        """Hyper-parameters through the HF config parser, plus the tokenizer's specials."""
+        raw = self.hf_config()
+        raw.setdefault("vocab_size", self._vocab_size())
+        if self.meta.get("tokenizer.ggml.add_eos_token"):
+            raise ModelLoadError(
+                self.source,
+                "tokenizer.ggml.add_eos_token=True (eos after every prompt) is not supported",
+            )
+        config = config_from_hf(raw, self.source)
         tokens = self.meta.get("tokenizer.ggml.tokens") or []
-        head_dim = int(
-            self._get("attention.key_length", self._get("rope.dimension_count", hidden // heads))
-        )
-        scaling = None
-        if self._get("rope.scaling.type", "none") == "linear":
-            scaling = {"rope_type": "linear", "factor": float(self._get("rope.scaling.factor"))}
-        factors = next((t for t in self.tensors if t.name == "rope_freqs.weight"), None)
-        if factors is not None:
-            values = dequantize(factors.data, factors.qtype).reshape(-1)
-            if values.size != head_dim // 2:
-                raise ModelLoadError(
-                    self.source, f"rope_freqs has {values.size} entries, expected {head_dim // 2}"
-                )
-            scaling = {"rope_type": "freq_factors", "factors": [float(v) for v in values]}
         bos_id = self.meta.get("tokenizer.ggml.bos_token_id")
         eos_id = self.meta.get("tokenizer.ggml.eos_token_id")
         declared = [
@@ -116,35 +85,20 @@ class GGUFFile:
             self.meta.get("tokenizer.ggml.eot_token_id"),
             self.meta.get("tokenizer.ggml.eom_token_id"),
         ]
-        config = ModelConfig(
-            vocab_size=self._vocab_size(len(tokens)),
-            hidden_size=hidden,
-            intermediate_size=int(self._get("feed_forward_length")),
-            num_layers=int(self._get("block_count")),
-            num_heads=heads,
-            num_kv_heads=int(self._get("attention.head_count_kv", heads)),
-            head_dim=head_dim,
-            rms_norm_eps=float(self._get("attention.layer_norm_rms_epsilon", 1e-5)),
-            rope_theta=float(self._get("rope.freq_base", 10000.0)),
-            rope_scaling=scaling,
-            context_length=int(self._get("context_length", 2048)),
-            tie_word_embeddings="output.weight" not in self.tensor_names,
-            attention_bias="blk.0.attn_q.bias" in self.tensor_names,
-            bos_token_id=None if bos_id is None else int(bos_id),
-            eos_token_ids=stop_token_ids(tokenizer, declared),
-            bos_token=None if bos_id is None else tokens[int(bos_id)],
-            eos_token=None if eos_id is None else tokens[int(eos_id)],
-            add_bos_token=bool(self.meta.get("tokenizer.ggml.add_bos_token", False)),
-        )
-        config.validate(self.source)
+        spm = self.meta.get("tokenizer.ggml.model") == "llama"
+        config.bos_token_id = None if bos_id is None else int(bos_id)
+        config.eos_token_ids = stop_token_ids(tokenizer, declared)
+        config.bos_token = None if bos_id is None else tokens[int(bos_id)]
+        config.eos_token = None if eos_id is None else tokens[int(eos_id)]
+        config.add_bos_token = bool(self.meta.get("tokenizer.ggml.add_bos_token", spm))
         return config
 
-    def _vocab_size(self, tokens: int) -> int:
-        """Rows of the embedding (may exceed the token list when padded), else the metadata."""
+    def _vocab_size(self) -> int:
+        """Rows of the embedding (may exceed the token list when padded), else the token count."""
         embed = next((t for t in self.tensors if t.name == "token_embd.weight"), None)
         if embed is not None and len(embed.shape) == 2:
             return int(embed.shape[0])
-        return int(self._get("vocab_size", tokens))
+        return len(self.meta.get("tokenizer.ggml.tokens") or [])
 
     def tokenizer(self):
         return tokenizer_from_gguf(self.meta, self.source)
@@ -163,42 +117,16 @@ class GGUFFile:
         template = self.meta.get("tokenizer.chat_template")
         return template if isinstance(template, str) else None
 
+    def plan(self, config: ModelConfig) -> list[PlanEntry]:
+        """Every weight with its HF name and llama.cpp fix-up (see gguf_tensors)."""
+        return tensor_plan(
+            self.arch, self.tensors, config.num_heads, config.num_kv_heads, self.source
+        )
+
     def weights(
         self, config: ModelConfig, dtype: torch.dtype
     ) -> Iterator[tuple[str, torch.Tensor]]:
-        """(HF name, tensor in dtype) for every tensor in the file."""
-        for tensor in self.tensors:
-            name = _hf_name(tensor.name)
-            if tensor.name == "rope_freqs.weight":
-                continue  # read into config.rope_scaling
-            if name is None:
-                raise ModelLoadError(self.source, f"unexpected tensor {tensor.name!r}")
-            if tensor.qtype not in SUPPORTED_TYPES:
-                raise ModelLoadError(
-                    self.source, f"tensor {tensor.name!r} has unsupported type {tensor.qtype.name}"
-                )
-            array = np.asarray(dequantize(tensor.data, tensor.qtype), dtype=np.float32)
-            array = array.reshape(tensor.shape)
-            while array.ndim > 1 and array.shape[0] == 1:
-                array = array[0]
-            if self.arch == "llama" and tensor.name.endswith(("attn_q.weight", "attn_q.bias")):
-                array = _unpermute(array, config.num_heads)
-            elif self.arch == "llama" and tensor.name.endswith(("attn_k.weight", "attn_k.bias")):
-                array = _unpermute(array, config.num_kv_heads)
-            yield name, torch.from_numpy(np.array(array, copy=True)).to(dtype)
-
-
-def _hf_name(name: str) -> str | None:
-    if name in _TOP_NAMES:
-        return _TOP_NAMES[name]
-    pieces = name.split(".")
-    if len(pieces) == 4 and pieces[0] == "blk" and pieces[2] in _LAYER_NAMES:
-        return f"model.layers.{pieces[1]}.{_LAYER_NAMES[pieces[2]]}.{pieces[3]}"
-    return None
-
-
-def _unpermute(w: np.ndarray, heads: int) -> np.ndarray:
-    """Undo llama.cpp's reshape(heads, 2, d/2, ...).swapaxes(1, 2) of Q/K rows."""
-    rows = w.shape[0]
-    rest = w.shape[1:]
-    return w.reshape(heads, rows // heads // 2, 2, *rest).swapaxes(1, 2).reshape(w.shape)
+        """(HF name, tensor in dtype) for every weight in the file."""
+        for entry in self.plan(config):
+            array = dequantize_entry(entry)
+            yield entry.hf_name, torch.from_numpy(np.array(array, copy=True)).to(dtype)

@@ -160,6 +160,12 @@ def tokenizer_from_gguf(meta: dict[str, Any], source: str) -> Tokenizer:
     """Tokenizer for metadata `meta` (GGUF key -> value); ModelLoadError if unsupported."""
     kind = meta.get("tokenizer.ggml.model")
     arch = str(meta.get("general.architecture", ""))
+    if kind not in ("gpt2", "llama"):
+        raise ModelLoadError(
+            source,
+            f"unsupported GGUF tokenizer model {kind!r} (tokenizer.ggml.model; "
+            "supported: 'gpt2' byte-level BPE, 'llama' SentencePiece)",
+        )
     tokens: list[str] = list(meta.get("tokenizer.ggml.tokens") or [])
     if not tokens:
         raise ModelLoadError(source, "GGUF metadata lacks tokenizer.ggml.tokens")
@@ -175,7 +181,7 @@ def tokenizer_from_gguf(meta: dict[str, Any], source: str) -> Tokenizer:
         if not merges:
             raise ModelLoadError(source, "GGUF metadata lacks tokenizer.ggml.merges")
         tokenizer = _byte_level(tokens, merges, pre)
-    elif kind == "llama":
+    else:
         if pre != "default":
             raise ModelLoadError(
                 source,
@@ -196,12 +202,6 @@ def tokenizer_from_gguf(meta: dict[str, Any], source: str) -> Tokenizer:
                 source, "SentencePiece GGUF lacks tokenizer.ggml.scores for every token"
             )
         tokenizer = sentencepiece_tokenizer(arch, tokens, scores or [], merges or None)
-    else:
-        raise ModelLoadError(
-            source,
-            f"unsupported GGUF tokenizer model tokenizer.ggml.model={kind!r} "
-            "(supported: 'gpt2' byte-level BPE, 'llama' SentencePiece)",
-        )
     _add_tokens(tokenizer, meta, tokens, byte_level=kind == "gpt2")
     _post_processor(tokenizer, meta, tokens, spm=kind == "llama")
     return tokenizer

@@ -88,9 +88,11 @@ def write_gguf(
     metadata: Mapping[str, Any],
     tensors: Mapping[str, np.ndarray],
     qtype: Callable[[str, np.ndarray], GGMLQuantizationType] | None = None,
+    raw: Mapping[str, tuple[np.ndarray, GGMLQuantizationType]] | None = None,
 ) -> Path:
     """Write `metadata` (full GGUF keys -> Python values) and `tensors` (GGUF names ->
-    float arrays, numpy order); `qtype(name, array)` picks each tensor's type (F32 default)."""
+    float arrays, numpy order); `qtype(name, array)` picks each tensor's type (F32
+    default); `raw` adds tensors given as stored bytes (uint8 rows) of a type."""
     writer = GGUFWriter(str(path), arch)
     for key, value in metadata.items():
         if key == "general.architecture":
@@ -106,6 +108,8 @@ def write_gguf(
             writer.add_tensor(name, array.astype(np.float16))
         else:
             writer.add_tensor(name, quantize(array, kind), raw_dtype=kind)
+    for name, (data, kind) in (raw or {}).items():
+        writer.add_tensor(name, data, raw_dtype=kind)
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
