@@ -115,3 +115,145 @@ def write_gguf(
     writer.write_tensors_to_file()
     writer.close()
     return Path(path)
+
+
+LLAMA_CPP_ARCH = {
+    "llama": "llama",
+    "mistral": "llama",
+    "qwen2": "qwen2",
+    "qwen3": "qwen3",
+    "gemma2": "gemma2",
+    "gemma3_text": "gemma3",
+    "phi3": "phi3",
+}
+
+
+def llama3_rope_factors(config: dict[str, Any], head_dim: int) -> np.ndarray:
+    """llama.cpp's rope_freqs tensor for a "llama3" rope_scaling (per-frequency divisors)."""
+    scaling = config["rope_scaling"]
+    base = float(config.get("rope_theta", 10000.0))
+    freqs = 1.0 / base ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim)
+    factor = scaling["factor"]
+    low, high = scaling.get("low_freq_factor", 1.0), scaling.get("high_freq_factor", 4.0)
+    old = scaling["original_max_position_embeddings"]
+    low_wavelen, high_wavelen = old / low, old / high
+    out = []
+    for freq in freqs:
+        wavelen = 2 * np.pi / freq
+        if wavelen < high_wavelen:
+            out.append(1.0)
+        elif wavelen > low_wavelen:
+            out.append(factor)
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+def gguf_metadata(config: dict[str, Any], arch: str, name: str) -> dict[str, Any]:
+    """The `{arch}.*` keys llama.cpp's converter writes for this config.json dict.
+
+    Raises ValueError for a config llama.cpp cannot represent (it would hard-code a
+    different value), so a test never compares against a silently different model."""
+    hidden, heads = config["hidden_size"], config["num_attention_heads"]
+    head_dim = config.get("head_dim") or hidden // heads
+    meta: dict[str, Any] = {"general.name": name}
+    keys = {
+        "context_length": config["max_position_embeddings"],
+        "embedding_length": hidden,
+        "feed_forward_length": config["intermediate_size"],
+        "block_count": config["num_hidden_layers"],
+        "attention.head_count": heads,
+        "attention.head_count_kv": config.get("num_key_value_heads") or heads,
+        "attention.layer_norm_rms_epsilon": float(config["rms_norm_eps"]),
+        "rope.freq_base": float(config.get("rope_theta", 10000.0)),
+        "vocab_size": config["vocab_size"],
+    }
+    if arch != "phi3" and (arch != "llama" or config.get("head_dim")):
+        keys["attention.key_length"] = keys["attention.value_length"] = head_dim
+    if arch == "llama":
+        keys["rope.dimension_count"] = head_dim
+    scaling = dict(config.get("rope_scaling") or {})
+    kind = scaling.get("rope_type", scaling.get("type"))
+    if kind == "linear":
+        keys["rope.scaling.type"] = "linear"
+        keys["rope.scaling.factor"] = float(scaling["factor"])
+    if arch in ("gemma2", "gemma3"):
+        big = {"gemma2": 46, "gemma3": 62}[arch] == config["num_hidden_layers"]
+        if config.get("query_pre_attn_scalar") != (hidden // heads if big else head_dim):
+            raise ValueError("llama.cpp fixes Gemma's query_pre_attn_scalar to head_dim")
+        keys["attention.sliding_window"] = config["sliding_window"]
+    if arch == "gemma2":
+        keys["attn_logit_softcapping"] = float(config.get("attn_logit_softcapping") or 0.0)
+        keys["final_logit_softcapping"] = float(config.get("final_logit_softcapping") or 0.0)
+        if not config.get("attn_logit_softcapping") or not config.get("final_logit_softcapping"):
+            raise ValueError("llama.cpp always soft-caps Gemma 2")
+    if arch == "gemma3":
+        if config.get("final_logit_softcapping") is not None:
+            raise ValueError("llama.cpp's Gemma 3 has no final soft-cap")
+        if config.get("sliding_window_pattern", 6) != 6:
+            keys["attention.sliding_window_pattern"] = config["sliding_window_pattern"]
+        if config.get("rope_local_base_freq", 10000.0) != 10000.0:
+            keys["rope.freq_base_swa"] = float(config["rope_local_base_freq"])
+    if arch == "phi3":
+        keys["rope.dimension_count"] = int(head_dim * config.get("partial_rotary_factor", 1.0))
+        if config.get("sliding_window") is not None:
+            keys["attention.sliding_window"] = config["sliding_window"]
+        if kind in ("longrope", "su"):
+            original = config["original_max_position_embeddings"]
+            scale = config["max_position_embeddings"] / original
+            attn = 1.0 if scale <= 1 else float(np.sqrt(1 + np.log(scale) / np.log(original)))
+            keys["rope.scaling.attn_factor"] = attn
+            keys["rope.scaling.original_context_length"] = original
+    meta.update({f"{arch}.{k}": v for k, v in keys.items()})
+    return meta
+
+
+def hf_weights_as_gguf(
+    config: dict[str, Any], arch: str, weights: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """GGUF-named tensors as llama.cpp's converter stores them (permuted Q/K for llama,
+    Gemma norms + 1, Llama 3 rope_freqs, Phi-3 longrope factor tensors)."""
+    heads = config["num_attention_heads"]
+    kv_heads = config.get("num_key_value_heads") or heads
+    head_dim = config.get("head_dim") or config["hidden_size"] // heads
+    out = {}
+    for hf_name, array in weights.items():
+        array = np.asarray(array, dtype=np.float32)
+        if arch == "llama" and ".q_proj." in hf_name:
+            array = permute(array, heads)
+        elif arch == "llama" and ".k_proj." in hf_name:
+            array = permute(array, kv_heads)
+        elif arch in GEMMA and hf_name.endswith("norm.weight"):
+            array = array + np.float32(1.0)
+        out[gguf_tensor_name(arch, hf_name)] = array
+    scaling = dict(config.get("rope_scaling") or {})
+    kind = scaling.get("rope_type", scaling.get("type"))
+    if kind == "llama3":
+        out["rope_freqs.weight"] = llama3_rope_factors(config, head_dim)
+    if arch == "phi3" and kind in ("longrope", "su"):
+        out["rope_factors_long.weight"] = np.array(scaling["long_factor"], np.float32)
+        out["rope_factors_short.weight"] = np.array(scaling["short_factor"], np.float32)
+    return out
+
+
+def write_hf_as_gguf(
+    path: Path,
+    hf_dir: Path,
+    vocab: Mapping[str, Any],
+    name: str | None = None,
+    qtype: Callable[[str, np.ndarray], GGMLQuantizationType] | None = None,
+) -> Path:
+    """Write the HF directory `hf_dir` (config.json + *.safetensors) with the tokenizer
+    metadata `vocab` (tokenizer.* keys) as one GGUF file at `path`."""
+    import json
+
+    from safetensors.numpy import load_file
+
+    config = json.loads((Path(hf_dir) / "config.json").read_text())
+    arch = LLAMA_CPP_ARCH[config["model_type"]]
+    weights: dict[str, np.ndarray] = {}
+    for shard in sorted(Path(hf_dir).glob("*.safetensors")):
+        weights.update(load_file(str(shard)))
+    meta = {**gguf_metadata(config, arch, name or config["model_type"]), **vocab}
+    return write_gguf(path, arch, meta, hf_weights_as_gguf(config, arch, weights), qtype)
