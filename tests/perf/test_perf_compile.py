@@ -182,11 +182,12 @@ def test_graph_calls_the_cpp_dispatcher_ops(compiled) -> None:
     tables = torch.tensor([[1, 2], [3, 4]], dtype=torch.int32)
     lens = torch.tensor([5, 7], dtype=torch.int32)
     slots = torch.tensor([1 * block + 0, 4 * block + 2])  # the new token of each sequence
-    got = torch.ops.infer_cpu.paged_decode(
-        query, key, value, caches[0], caches[1], 1, tables, lens, slots, 0.25
-    )
-    want = torch.ops.infer.paged_decode(
-        query, key, value, caches[2], caches[3], 1, tables, lens, slots, 0.25
-    )
-    torch.testing.assert_close(got, want)
+    for window, softcap in ((0, 0.0), (3, 2.0)):  # plain; sliding window and soft-capped
+        got = torch.ops.infer_cpu.paged_decode(
+            query, key, value, caches[0], caches[1], 1, tables, lens, slots, 0.25, window, softcap
+        )
+        want = torch.ops.infer.paged_decode(
+            query, key, value, caches[2], caches[3], 1, tables, lens, slots, 0.25, window, softcap
+        )
+        torch.testing.assert_close(got, want)
     assert torch.equal(caches[0][1, 4, 2], key[1]) and torch.equal(caches[1][1, 1, 0], value[0])

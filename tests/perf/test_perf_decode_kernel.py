@@ -44,7 +44,7 @@ def test_kernel_matches_torch_decode(cpp_kernel, dtype, lens, heads, kv_heads, d
     assert kernel is not None, "gcc is installed here: the kernel must build"
     q, k, v, tables, seq_lens = random_case(dtype, lens, heads, kv_heads, dim)
     scale = dim**-0.5
-    got = kernel(q, k, v, tables, seq_lens, scale)
+    got = kernel(q, k, v, tables, seq_lens, scale, 0, 0.0)
     want = decode_torch(q, k, v, tables, seq_lens, max(lens), scale)
     assert got.dtype == dtype and got.shape == q.shape
     tol = 1e-5 if dtype == torch.float32 else 2e-2
@@ -55,11 +55,11 @@ def test_kernel_ignores_other_sequences_pages(cpp_kernel) -> None:
     """Changing a page no table of sequence 0 points to leaves sequence 0's output alone."""
     kernel = decode_kernel()
     q, k, v, tables, seq_lens = random_case(torch.float32, [20, 40], 9, 3, 64)
-    before = kernel(q, k, v, tables, seq_lens, 0.125)
+    before = kernel(q, k, v, tables, seq_lens, 0.125, 0, 0.0)
     other = tables[1, :3].long()
     k[other] += 5.0
     v[other] -= 5.0
-    after = kernel(q, k, v, tables, seq_lens, 0.125)
+    after = kernel(q, k, v, tables, seq_lens, 0.125, 0, 0.0)
     assert torch.equal(before[0], after[0])
     assert not torch.equal(before[1], after[1])
 
@@ -68,20 +68,20 @@ def test_kernel_rejects_bad_input(cpp_kernel) -> None:
     kernel = decode_kernel()
     q, k, v, tables, seq_lens = random_case(torch.float32, [8], 9, 3, 64)
     with pytest.raises(RuntimeError, match="int32"):
-        kernel(q, k, v, tables.long(), seq_lens, 0.125)
+        kernel(q, k, v, tables.long(), seq_lens, 0.125, 0, 0.0)
     with pytest.raises(RuntimeError, match="float32 or bfloat16"):
-        kernel(q.half(), k.half(), v.half(), tables, seq_lens, 0.125)
+        kernel(q.half(), k.half(), v.half(), tables, seq_lens, 0.125, 0, 0.0)
 
 
 def test_kernel_refuses_out_of_range_reads(cpp_kernel) -> None:
     kernel = decode_kernel()
     q, k, v, tables, seq_lens = random_case(torch.float32, [8], 9, 3, 64)
     with pytest.raises(RuntimeError, match="outside the block table"):
-        kernel(q, k, v, tables, torch.tensor([10_000], dtype=torch.int32), 0.125)
+        kernel(q, k, v, tables, torch.tensor([10_000], dtype=torch.int32), 0.125, 0, 0.0)
     bad = tables.clone()
     bad[0, 0] = k.shape[0]
     with pytest.raises(RuntimeError, match="bad block id"):
-        kernel(q, k, v, bad, seq_lens, 0.125)
+        kernel(q, k, v, bad, seq_lens, 0.125, 0, 0.0)
 
 
 def test_stale_build_directories_are_removed(tmp_path) -> None:

@@ -128,9 +128,9 @@ def test_hf_unsupported_architecture(tiny_copy: Path) -> None:
 
 def test_hf_unsupported_rope_scaling(tiny_copy: Path) -> None:
     config = json.loads((tiny_copy / "config.json").read_text())
-    config["rope_scaling"] = {"rope_type": "yarn", "factor": 4.0}
+    config["rope_scaling"] = {"rope_type": "mrope", "mrope_section": [2, 2]}
     (tiny_copy / "config.json").write_text(json.dumps(config))
-    expect_error(str(tiny_copy), "config.json", "yarn")
+    expect_error(str(tiny_copy), "config.json", "mrope")
 
 
 def test_hf_rope_scaling_without_factor(tiny_copy: Path) -> None:

@@ -6,6 +6,11 @@ softmax covers the batch; on the CPU, once the C++ kernel of
 cpp_kernels.py is built, decodes read the pages in place instead. Each prefill chunk (several query tokens, maybe
 after a cached prefix) runs through scaled_dot_product_attention with an
 offset causal mask.
+
+Every path takes the layer's options: `window` (None or > 0: the query at
+position p attends to positions > p - window only; earlier pages are not read
+by the decode paths) and `softcap` (None or > 0: scores become
+tanh(scores / softcap) * softcap before the softmax).
 """
 
 from __future__ import annotations
@@ -36,11 +41,14 @@ def paged_attention_torch(
     value_cache: torch.Tensor,
     meta: AttentionMetadata,
     scale: float,
+    window: int | None = None,
+    softcap: float | None = None,
 ) -> torch.Tensor:
     """Attention output [T, H, D] for query [T, H, D] over the paged cache (already written)."""
+    opts = (scale, window or 0, softcap or 0.0)
     if meta.decode_only:
         return _decode(
-            query, key_cache, value_cache, meta.block_tables, meta.seq_lens, meta.max_seq_len, scale
+            query, key_cache, value_cache, meta.block_tables, meta.seq_lens, meta.max_seq_len, *opts
         )
     out = torch.empty_like(query)
     starts = meta.query_start_loc.tolist()
@@ -57,13 +65,13 @@ def paged_attention_torch(
             meta.block_tables[seqs],
             meta.seq_lens[seqs],
             max(lens[s] for s in decodes),
-            scale,
+            *opts,
         )
     for s in range(meta.num_seqs):
         if q_lens[s] > 1:
             a, b = starts[s], starts[s + 1]
             out[a:b] = _prefill(
-                query[a:b], key_cache, value_cache, meta.block_tables[s], lens[s], scale
+                query[a:b], key_cache, value_cache, meta.block_tables[s], lens[s], *opts
             )
     return out
 
@@ -76,6 +84,8 @@ def _decode(
     seq_lens: torch.Tensor,
     max_len: int,
     scale: float,
+    window: int,
+    softcap: float,
 ) -> torch.Tensor:
     """One query token per sequence: query [S, H, D] -> [S, H, D]; max_len = max(seq_lens)."""
     kernel = decode_kernel() if query.device.type == "cpu" else None
@@ -85,8 +95,19 @@ def _decode(
         and key_cache.dtype == query.dtype
         and key_cache.is_contiguous()
     ):
-        return kernel(query.contiguous(), key_cache, value_cache, block_tables, seq_lens, scale)
-    return decode_torch(query, key_cache, value_cache, block_tables, seq_lens, max_len, scale)
+        return kernel(
+            query.contiguous(),
+            key_cache,
+            value_cache,
+            block_tables,
+            seq_lens,
+            scale,
+            window,
+            softcap,
+        )
+    return decode_torch(
+        query, key_cache, value_cache, block_tables, seq_lens, max_len, scale, window, softcap
+    )
 
 
 def decode_torch(
@@ -97,8 +118,12 @@ def decode_torch(
     seq_lens: torch.Tensor,
     max_len: int,
     scale: float,
+    window: int = 0,
+    softcap: float = 0.0,
 ) -> torch.Tensor:
-    """_decode in plain torch: pages gathered, GQA folded into one matmul, one masked softmax."""
+    """_decode in plain torch: pages gathered, GQA folded into one matmul, one masked softmax.
+
+    window > 0 / softcap > 0 as in the module docstring (0: off)."""
     num_seqs, heads, dim = query.shape
     _, block_size, kv_heads, _ = key_cache.shape
     group = heads // kv_heads
@@ -110,7 +135,12 @@ def decode_torch(
     q = query.view(num_seqs, kv_heads, group, dim)
     compute = torch.float32 if query.dtype != torch.float32 else query.dtype
     scores = torch.matmul(q, keys).to(compute) * scale  # [S, KVH, G, L]
-    pad = torch.arange(length, device=query.device)[None, :] >= seq_lens[:, None]
+    if softcap > 0:
+        scores = torch.tanh(scores / softcap) * softcap
+    token = torch.arange(length, device=query.device)[None, :]
+    pad = token >= seq_lens[:, None]
+    if window > 0:
+        pad |= token < seq_lens[:, None] - window
     scores.masked_fill_(pad[:, None, None, :], float("-inf"))
     probs = torch.softmax(scores, dim=-1).to(values.dtype)
     return torch.matmul(probs, values).reshape(num_seqs, heads, dim)
@@ -123,18 +153,31 @@ def _prefill(
     table: torch.Tensor,
     seq_len: int,
     scale: float,
+    window: int = 0,
+    softcap: float = 0.0,
 ) -> torch.Tensor:
-    """Query tokens that are the last q_len of seq_len context tokens: [Q, H, D] -> [Q, H, D]."""
+    """Query tokens that are the last q_len of seq_len context tokens: [Q, H, D] -> [Q, H, D].
+
+    With a window only the pages that hold positions >= seq_len - q_len - window + 1 are read.
+    """
     q_len, heads, dim = query.shape
     _, block_size, kv_heads, _ = key_cache.shape
-    num_blocks = -(-seq_len // block_size)
-    blocks = table[:num_blocks].long()
-    keys = key_cache[blocks].view(-1, kv_heads, dim)[:seq_len].transpose(0, 1)
-    values = value_cache[blocks].view(-1, kv_heads, dim)[:seq_len].transpose(0, 1)
-    q = query.transpose(0, 1)
     offset = seq_len - q_len
+    first = max(0, offset - window + 1) if window > 0 else 0
+    first_block = first // block_size
+    start = first_block * block_size  # position of the first key read
+    num_blocks = -(-seq_len // block_size)
+    blocks = table[first_block:num_blocks].long()
+    keys = key_cache[blocks].view(-1, kv_heads, dim)[: seq_len - start].transpose(0, 1)
+    values = value_cache[blocks].view(-1, kv_heads, dim)[: seq_len - start].transpose(0, 1)
+    q = query.transpose(0, 1)
     q_pos = torch.arange(q_len, device=query.device)[:, None] + offset
-    mask = torch.arange(seq_len, device=query.device)[None, :] <= q_pos
+    k_pos = torch.arange(start, seq_len, device=query.device)[None, :]
+    mask = k_pos <= q_pos
+    if window > 0:
+        mask &= k_pos > q_pos - window
+    if softcap > 0:
+        return _capped(q, keys, values, mask, scale, softcap).transpose(0, 1)
     out = F.scaled_dot_product_attention(
         q.unsqueeze(0),
         keys.unsqueeze(0),
@@ -144,3 +187,22 @@ def _prefill(
         enable_gqa=kv_heads != heads,
     )
     return out[0].transpose(0, 1)
+
+
+def _capped(
+    q: torch.Tensor,
+    keys: torch.Tensor,
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    scale: float,
+    softcap: float,
+) -> torch.Tensor:
+    """Soft-capped attention of q [H, Q, D] over keys/values [KVH, L, D] -> [H, Q, D]."""
+    group = q.shape[0] // keys.shape[0]
+    keys = keys.repeat_interleave(group, dim=0)
+    values = values.repeat_interleave(group, dim=0)
+    scores = torch.matmul(q.float(), keys.float().transpose(1, 2)) * scale
+    scores = torch.tanh(scores / softcap) * softcap
+    scores = scores.masked_fill(~mask, float("-inf"))
+    probs = torch.softmax(scores, dim=-1)
+    return torch.matmul(probs, values.float()).to(q.dtype)

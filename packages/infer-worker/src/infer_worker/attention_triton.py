@@ -7,7 +7,11 @@ loaded once per group. Keys are walked in tiles of BLOCK_N positions; each
 position's slot comes from the block table (any page size works) and an
 online softmax in float32 accumulates the output. Causality: query m of a
 sequence sits at position seq_len - q_len + m and sees keys 0 .. that
-position; padded rows and head slots are masked and never stored.
+position; padded rows and head slots are masked and never stored. With a
+sliding window (window > 0) it sees only positions > its position - window,
+and the key walk starts at the first tile holding such a position (earlier
+pages are never read). With softcap > 0 scores become tanh(s / cap) * cap
+before the softmax.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ def _paged_attention_kernel(
     seq_lens,
     query_start_loc,
     scale,
+    window,
+    softcap,
     stride_qt,
     stride_qh,
     stride_kb,
@@ -48,6 +54,8 @@ def _paged_attention_kernel(
     BLOCK_M: tl.constexpr,
     BLOCK_N: tl.constexpr,
     PRECISION: tl.constexpr,
+    USE_WINDOW: tl.constexpr,
+    USE_SOFTCAP: tl.constexpr,
 ):
     seq = tl.program_id(0)
     tile = tl.program_id(1)
@@ -76,7 +84,11 @@ def _paged_attention_kernel(
         acc = tl.zeros([BLOCK_M * GROUP_PAD, D_PAD], tl.float32)
         end = tl.minimum(context + (tile + 1) * BLOCK_M, seq_len)
         table = block_tables + seq.to(tl.int64) * stride_bt
-        for start in range(0, end, BLOCK_N):
+        lo = 0
+        if USE_WINDOW:  # the tile's first query sees positions > its position - window
+            lo = tl.maximum(context + tile * BLOCK_M - window + 1, 0)
+            lo = (lo // BLOCK_N) * BLOCK_N
+        for start in range(lo, end, BLOCK_N):
             n = start + tl.arange(0, BLOCK_N)
             n_ok = n < end
             block = tl.load(table + n // PAGE, mask=n_ok, other=0).to(tl.int64)
@@ -91,7 +103,11 @@ def _paged_attention_kernel(
                 other=0.0,
             )
             scores = tl.dot(q, k, input_precision=PRECISION) * scale
+            if USE_SOFTCAP:  # tanh(x) = 1 - 2 / (exp(2x) + 1), exact at both saturations
+                scores = (1.0 - 2.0 / (tl.exp(2.0 * scores / softcap) + 1.0)) * softcap
             visible = (n[None, :] <= q_pos[:, None]) & n_ok[None, :]
+            if USE_WINDOW:
+                visible = visible & (n[None, :] > q_pos[:, None] - window)
             scores = tl.where(visible, scores, float("-inf"))
             m_new = tl.maximum(m_i, tl.max(scores, 1))
             m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
@@ -123,6 +139,8 @@ def paged_attention_triton(
     value_cache: torch.Tensor,
     meta: AttentionMetadata,
     scale: float,
+    window: int | None = None,
+    softcap: float | None = None,
 ) -> torch.Tensor:
     """Attention output [T, H, D] for query [T, H, D] over the paged cache (already written)."""
     tokens, heads, dim = query.shape
@@ -149,6 +167,8 @@ def paged_attention_triton(
         meta.seq_lens,
         meta.query_start_loc,
         scale,
+        window or 0,
+        float(softcap or 0.0),
         query.stride(0),
         query.stride(1),
         key_cache.stride(0),
@@ -168,5 +188,7 @@ def paged_attention_triton(
         BLOCK_M=block_m,
         BLOCK_N=block_n,
         PRECISION="ieee" if query.dtype == torch.float32 else "tf32",
+        USE_WINDOW=bool(window),
+        USE_SOFTCAP=bool(softcap),
     )
     return out

@@ -11,7 +11,7 @@ eager model serves; `logits()` returns None for a batch no compiled bucket
 covers yet. Inductor's caches live under `cache_dir()` (~/.cache/infer/inductor
 unless TORCHINDUCTOR_CACHE_DIR is set), so a restart mostly reloads.
 
-Invariant: the compiled path computes what `LlamaModel.forward` +
+Invariant: the compiled path computes what `CausalLM.forward` +
 `compute_logits` compute for a decode-only step, within bf16 rounding.
 """
 
@@ -31,7 +31,7 @@ from torch import nn
 from .cpp_kernels import start_build
 from .decode_graph import decode_logits, decode_ops
 from .kv_cache import KVCache
-from .model import LlamaModel
+from .models import CausalLM
 
 log = logging.getLogger("infer_worker")
 
@@ -48,7 +48,7 @@ def cache_dir() -> Path:
 class _DecodeStep(nn.Module):
     """decode_logits as a module, so torch.compile sees the weights as frozen constants."""
 
-    def __init__(self, model: LlamaModel) -> None:
+    def __init__(self, model: CausalLM) -> None:
         super().__init__()
         self.model = model
         self.ops = torch.ops.infer  # decode_ops() once the C++ library is built
@@ -64,7 +64,7 @@ class CompiledDecode:
 
     def __init__(
         self,
-        model: LlamaModel,
+        model: CausalLM,
         kv_cache: KVCache,
         scratch_block: int,
         buckets: tuple[int, ...] = DEFAULT_BUCKETS,

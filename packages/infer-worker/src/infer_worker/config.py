@@ -1,4 +1,5 @@
-"""Hyper-parameters of a Llama-family decoder, read from HF config.json or GGUF metadata."""
+"""Hyper-parameters of a decoder, read from an HF config.json dict (GGUF metadata is first
+converted to one): `ModelConfig.from_hf(raw, source)`."""
 
 from __future__ import annotations
 
@@ -6,13 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import ModelLoadError
-
-SUPPORTED_ARCHITECTURES = (
-    "LlamaForCausalLM",
-    "MistralForCausalLM",
-    "Qwen2ForCausalLM",
-)
-SUPPORTED_ROPE_TYPES = ("default", "linear", "llama3", "freq_factors")  # last: GGUF rope_freqs
 
 
 @dataclass
@@ -42,10 +36,68 @@ class ModelConfig:
     bos_token: str | None = None
     eos_token: str | None = None
     add_bos_token: bool = False
-    # "llama" (Llama, Mistral, Qwen2, SmolLM) or a family of models/families.py, whose
+    # "llama" (every family of models/registry.py) or a family of models/families.py, whose
     # parsed numbers (GemmaSettings, PhiSettings) are family_settings
     family: str = "llama"
     family_settings: Any = None
+    # what the families differ in (models/<family>.py sets them from the HF config)
+    architecture: str = "LlamaForCausalLM"
+    hidden_act: str = "silu"
+    sliding_window: int | None = None
+    # per layer "full_attention" or "sliding_attention"; None: every layer windowed
+    # when sliding_window is set
+    layer_types: list[str] | None = None
+    attention_scale: float | None = None  # None: head_dim ** -0.5
+    attn_logit_softcapping: float | None = None
+    final_logit_softcapping: float | None = None
+    qk_norm: bool = False  # per-head RMSNorm of q and k before the rotary (Qwen3)
+    o_proj_bias: bool = False
+    mlp_bias: bool = False
+    norm_plus_one: bool = False  # RMSNorm scales by (1 + weight) (Gemma)
+    embed_scale: float | None = None  # embeddings times this (Gemma: sqrt(hidden_size))
+    partial_rotary_factor: float = 1.0
+    # sliding layers use their own rotary when set (Gemma 3: rope_local_base_freq)
+    local_rope_theta: float | None = None
+    local_rope_scaling: dict[str, Any] | None = None
+
+    @classmethod
+    def from_hf(cls, raw: dict[str, Any], source: str) -> ModelConfig:
+        """Parse an HF config.json dict (keys as in transformers' configuration_*.py).
+
+        The family comes from raw["architectures"][0] (models/registry.py). Raises
+        ModelLoadError naming the field for anything that would change the math and is
+        not implemented (architecture, hidden_act, rope scaling type, MoE/MLA/alibi/NoPE
+        fields, ...). Tokenizer-side fields (bos/eos token strings, add_bos_token) are
+        the caller's to fill.
+        """
+        from .models.registry import parse_hf_config
+
+        return parse_hf_config(raw, source)
+
+    @property
+    def rotary_dim(self) -> int:
+        return int(self.head_dim * self.partial_rotary_factor)
+
+    def window_for(self, layer: int) -> int | None:
+        """The sliding window of layer `layer`, None for full attention."""
+        if self.sliding_window is None:
+            return None
+        if self.layer_types is None or self.layer_types[layer] == "sliding_attention":
+            return self.sliding_window
+        return None
+
+    def rope_for(self, layer: int) -> str:
+        """The rotary table layer `layer` uses (a key of rope_tables())."""
+        if self.local_rope_theta is not None and self.window_for(layer) is not None:
+            return "local"
+        return "default"
+
+    def rope_tables(self) -> dict[str, tuple[float, dict[str, Any] | None]]:
+        """Rotary tables by name: (theta, scaling)."""
+        tables = {"default": (self.rope_theta, self.rope_scaling)}
+        if self.local_rope_theta is not None:
+            tables["local"] = (self.local_rope_theta, self.local_rope_scaling)
+        return tables
 
     def validate(self, source: str) -> None:
         """Raise ModelLoadError when the numbers cannot describe a working model."""
@@ -61,94 +113,21 @@ class ModelConfig:
             raise ModelLoadError(
                 source, f"head_dim must be a positive even number, got {self.head_dim}"
             )
-        scaling = self.rope_scaling or {}
-        rope_type = scaling.get("rope_type", "default")
-        if rope_type not in SUPPORTED_ROPE_TYPES:
-            raise ModelLoadError(source, f"unsupported rope_scaling type {rope_type!r}")
-        if rope_type in ("linear", "llama3"):
-            factor = scaling.get("factor")
-            if not isinstance(factor, int | float) or factor <= 0:
-                raise ModelLoadError(
-                    source, f"rope_scaling {rope_type!r} needs a positive 'factor', got {factor!r}"
-                )
+        if self.layer_types is not None and len(self.layer_types) != self.num_layers:
+            raise ModelLoadError(
+                source,
+                f"layer_types has {len(self.layer_types)} entries for {self.num_layers} layers",
+            )
+        if self.sliding_window is not None and self.sliding_window <= 0:
+            raise ModelLoadError(
+                source, f"sliding_window must be positive, got {self.sliding_window}"
+            )
+        from .models.rotary import check_scaling
 
-
-def _rope_from_hf(raw: dict[str, Any]) -> tuple[float, dict[str, Any] | None]:
-    """(theta, scaling) from transformers 4 (rope_theta/rope_scaling) or 5 (rope_parameters)."""
-    params = raw.get("rope_parameters")
-    if isinstance(params, dict) and params:
-        theta = float(params.get("rope_theta", raw.get("rope_theta", 10000.0)))
-        scaling = {k: v for k, v in params.items() if k != "rope_theta"}
-    else:
-        theta = float(raw.get("rope_theta", 10000.0))
-        scaling = dict(raw.get("rope_scaling") or {})
-    if scaling:
-        scaling["rope_type"] = scaling.get("rope_type", scaling.get("type", "default"))
-        scaling.pop("type", None)
-        if scaling["rope_type"] == "default" and len(scaling) == 1:
-            scaling = {}
-    return theta, scaling or None
-
-
-def _int_list(value: Any) -> list[int]:
-    if value is None:
-        return []
-    if isinstance(value, list | tuple):
-        return [int(v) for v in value]
-    return [int(value)]
+        for _theta, scaling in self.rope_tables().values():
+            check_scaling(scaling, source)
 
 
 def config_from_hf(raw: dict[str, Any], source: str) -> ModelConfig:
-    """Build a ModelConfig from a parsed config.json; unsupported models raise ModelLoadError."""
-    from .models.families import family_config, family_of
-
-    archs = raw.get("architectures") or []
-    model_type = raw.get("model_type", "")
-    family = family_of(raw, source)
-    if (
-        family is None
-        and not any(a in SUPPORTED_ARCHITECTURES for a in archs)
-        and model_type
-        not in (
-            "llama",
-            "mistral",
-            "qwen2",
-        )
-    ):
-        raise ModelLoadError(
-            source,
-            f"unsupported architecture {archs or model_type!r}; supported: {', '.join(SUPPORTED_ARCHITECTURES)}",
-        )
-    try:
-        hidden = int(raw["hidden_size"])
-        heads = int(raw["num_attention_heads"])
-        theta, scaling = _rope_from_hf(raw)
-        eos = _int_list(raw.get("eos_token_id"))
-        config = ModelConfig(
-            vocab_size=int(raw["vocab_size"]),
-            hidden_size=hidden,
-            intermediate_size=int(raw["intermediate_size"]),
-            num_layers=int(raw["num_hidden_layers"]),
-            num_heads=heads,
-            num_kv_heads=int(raw.get("num_key_value_heads") or heads),
-            head_dim=int(raw.get("head_dim") or hidden // heads),
-            rms_norm_eps=float(raw.get("rms_norm_eps", 1e-6)),
-            rope_theta=theta,
-            rope_scaling=scaling,
-            context_length=int(raw.get("max_position_embeddings", 2048)),
-            tie_word_embeddings=bool(raw.get("tie_word_embeddings", False)),
-            attention_bias=model_type == "qwen2" or bool(raw.get("attention_bias", False)),
-            bos_token_id=raw.get("bos_token_id"),
-            eos_token_ids=eos,
-        )
-    except KeyError as exc:
-        raise ModelLoadError(source, f"config.json lacks the key {exc.args[0]!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise ModelLoadError(source, f"config.json has a malformed value: {exc}") from None
-    if family is not None:
-        try:
-            family_config(family, raw, config, source)
-        except (TypeError, ValueError) as exc:
-            raise ModelLoadError(source, f"config.json has a malformed value: {exc}") from None
-    config.validate(source)
-    return config
+    """Compatibility name of ModelConfig.from_hf."""
+    return ModelConfig.from_hf(raw, source)

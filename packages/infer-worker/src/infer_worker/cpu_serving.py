@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from .cpp_kernels import start_build
-from .model import LlamaModel
+from .models import CausalLM
 from .wide_gemm import DEFAULT_MIN_ROWS, cpu_has_amx
 
 log = logging.getLogger("infer_worker")
@@ -54,7 +54,7 @@ def int4_wanted(int4: str, linear_qtype: str | None) -> bool:
 
 
 def prepare_cpu_serving(
-    model: LlamaModel,
+    model: CausalLM,
     dtype: torch.dtype,
     int8_rows: int,
     wide_rows: int = DEFAULT_MIN_ROWS,
@@ -96,7 +96,7 @@ def prepare_cpu_serving(
     return enabled
 
 
-def _with_int4(model: LlamaModel, int4: bool, enabled: list[str]) -> list[str]:
+def _with_int4(model: CausalLM, int4: bool, enabled: list[str]) -> list[str]:
     if int4:
         if model.use_int4():
             enabled.append("int4-weights(1-2 token steps)")

@@ -28,8 +28,8 @@ import torch.nn.functional as F
 from .attention_cpu import decode_torch, write_kv
 from .cpp_kernels import decode_kernel, int8_kernel
 from .int8 import WEIGHT_ONLY_ROWS, Int8Weight, w8a8_linear
-from .model import Linear, LlamaModel
-from .rope import apply_rotary
+from .models.decoder import CausalLM
+from .models.layers import Linear
 
 
 @torch.library.custom_op("infer::paged_decode", mutates_args=("key_cache", "value_cache"))
@@ -44,23 +44,26 @@ def paged_decode(
     seq_lens: torch.Tensor,
     slot_mapping: torch.Tensor,
     scale: float,
+    window: int,
+    softcap: float,
 ) -> torch.Tensor:
     """Write key/value [S, KVH, D] of layer `layer` into slot_mapping, then attend: -> [S, H, D].
 
-    key_cache/value_cache are the whole caches [layers, blocks, block, KVH, D].
+    key_cache/value_cache are the whole caches [layers, blocks, block, KVH, D]; window > 0
+    limits each query to the last `window` positions, softcap > 0 caps the logits.
     """
     kc, vc = key_cache[layer], value_cache[layer]
     write_kv(kc, vc, key, value, slot_mapping)
     kernel = decode_kernel()
     if kernel is not None and query.dtype in (torch.float32, torch.bfloat16):
-        return kernel(query.contiguous(), kc, vc, block_tables, seq_lens, scale)
+        return kernel(query.contiguous(), kc, vc, block_tables, seq_lens, scale, window, softcap)
     max_len = int(seq_lens.max())
-    return decode_torch(query, kc, vc, block_tables, seq_lens, max_len, scale)
+    return decode_torch(query, kc, vc, block_tables, seq_lens, max_len, scale, window, softcap)
 
 
 @paged_decode.register_fake
 def _paged_decode_fake(
-    query, key, value, key_cache, value_cache, layer, tables, lens, slots, scale
+    query, key, value, key_cache, value_cache, layer, tables, lens, slots, scale, window, softcap
 ):
     return torch.empty_like(query)
 
@@ -112,15 +115,56 @@ def _int8_matmul(
     return int8.weight_only(x, bias, float_out)
 
 
-def _linear(ops: Any, module: Linear, x: torch.Tensor) -> torch.Tensor:
-    int8 = module.int8
-    if int8 is not None and int8.applies(x):
-        return _int8_matmul(ops, int8, x, module.bias)
-    return F.linear(x, module.weight, module.bias)
+class GraphStep:
+    """The step (models/step.py) of a compiled decode: one token per sequence, tensors only.
+
+    Linears use the int8 copy when the batch is small enough (through ops.int8_linear),
+    else plain F.linear; attention is ops.paged_decode; rotary rows come from the tables.
+    """
+
+    def __init__(self, model, ops, positions, dtype, key_cache, value_cache, tables, lens, slots):
+        self.model = model
+        self.ops = ops
+        self.positions = positions
+        self.dtype = dtype
+        self.caches = (key_cache, value_cache)
+        self.tables, self.lens, self.slots = tables, lens, slots
+        self._rope: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def linear(self, module: Linear, x: torch.Tensor) -> torch.Tensor:
+        int8 = module.int8
+        if int8 is not None and int8.applies(x):
+            return _int8_matmul(self.ops, int8, x, module.bias)
+        return F.linear(x, module.weight, module.bias)
+
+    def logits(self, model: CausalLM, h: torch.Tensor) -> torch.Tensor:
+        if model.logits_int8 is not None and model.logits_int8.applies(h):
+            return _int8_matmul(self.ops, model.logits_int8, h, None, float_out=True)
+        return F.linear(h, model.logits_weight).float()
+
+    def rope(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        if name not in self._rope:
+            self._rope[name] = self.model.rotaries[name].decode(self.positions, self.dtype)
+        return self._rope[name]
+
+    def attend(self, layer: int, options, q, k, v) -> torch.Tensor:
+        return self.ops.paged_decode(
+            q,
+            k,
+            v,
+            *self.caches,
+            layer,
+            self.tables,
+            self.lens,
+            self.slots,
+            options.scale,
+            options.window or 0,
+            options.softcap or 0.0,
+        )
 
 
 def decode_logits(
-    model: LlamaModel,
+    model: CausalLM,
     input_ids: torch.Tensor,
     positions: torch.Tensor,
     key_cache: torch.Tensor,
@@ -134,29 +178,10 @@ def decode_logits(
 
     input_ids, positions, slot_mapping: [S]; block_tables int32 [S, W]; seq_lens int32 [S]
     (including the new token); positions must be below model.rotary.max_positions.
+    The layers are the model's own (CausalLM.hidden_states / logits_from) over GraphStep.
     """
-    x = model.embed_tokens(input_ids)
-    cos = model.rotary.cos_table[positions].to(x.dtype).unsqueeze(1)
-    sin = model.rotary.sin_table[positions].to(x.dtype).unsqueeze(1)
-    num = x.shape[0]
-    for index, layer in enumerate(model.layers):
-        attn = layer.self_attn
-        qkv = _linear(ops, attn.qkv_proj, layer.input_layernorm(x))
-        q, k, v = qkv.split([attn.q_size, attn.kv_size, attn.kv_size], dim=-1)
-        q = q.view(num, attn.num_heads, attn.head_dim)
-        k = k.view(num, attn.num_kv_heads, attn.head_dim)
-        v = v.view(num, attn.num_kv_heads, attn.head_dim)
-        q, k = apply_rotary(q, k, cos, sin)
-        out = ops.paged_decode(
-            q, k, v, key_cache, value_cache, index, block_tables, seq_lens, slot_mapping, attn.scale
-        )
-        x = x + _linear(ops, attn.o_proj, out.reshape(num, attn.q_size))
-        mlp = layer.mlp
-        gate, up = _linear(ops, mlp.gate_up_proj, layer.post_attention_layernorm(x)).split(
-            mlp.intermediate_size, dim=-1
-        )
-        x = x + _linear(ops, mlp.down_proj, F.silu(gate) * up)
-    h = model.norm(x)
-    if model.logits_int8 is not None and model.logits_int8.applies(h):
-        return _int8_matmul(ops, model.logits_int8, h, None, float_out=True)
-    return F.linear(h, model.logits_weight).float()
+    dtype = model.embed_tokens.weight.dtype
+    step = GraphStep(
+        model, ops, positions, dtype, key_cache, value_cache, block_tables, seq_lens, slot_mapping
+    )
+    return model.logits_from(model.hidden_states(input_ids, step), step)

@@ -16,8 +16,7 @@ from .cpp_kernels import start_build
 from .errors import ModelLoadError
 from .gguf_loader import GGUFFile
 from .hf_loader import HFDirectory
-from .model import LlamaModel
-from .models.families import build_model
+from .models import CausalLM, build_model
 
 log = logging.getLogger("infer_worker")
 
@@ -38,7 +37,7 @@ DTYPES = {
 class ModelBundle:
     """A loaded model with everything the engine and the gateway need from it."""
 
-    model: LlamaModel
+    model: CausalLM
     tokenizer: Tokenizer
     chat_template: str | None
     config: ModelConfig
@@ -123,9 +122,7 @@ def load_model(
         config.vocab_size,
         time.perf_counter() - start,
     )
-    net = (LlamaModel(config) if config.family == "llama" else build_model(config)).to(
-        device=dev, dtype=run_dtype
-    )
+    net = build_model(config).to(device=dev, dtype=run_dtype)
     net.reset_rotary(dev)
     try:
         net.load_hf_weights(source.weights(config, run_dtype))

@@ -1,4 +1,6 @@
-"""A Llama-family decoder (Llama 2/3, SmolLM, Mistral, Qwen2) over the paged KV cache.
+"""LEGACY: the pre-registry Llama decoder, kept only for models/gemma2.py and models/phi3.py
+until they move onto models/decoder.py (registry families use models/, not this file;
+the compiled decode graph runs models/ code only).
 
 Weights use fused projections: qkv_proj = [q; k; v] rows and gate_up_proj =
 [gate; up] rows. `load_hf_weights` maps transformers' parameter names onto

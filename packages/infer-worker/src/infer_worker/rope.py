@@ -1,4 +1,5 @@
-"""Rotary position embeddings (plain theta, linear and Llama 3 scaling)."""
+"""LEGACY rotary tables for model.py (models/gemma2.py, models/phi3.py); the registry
+families use models/rotary.py."""
 
 from __future__ import annotations
 

@@ -15,7 +15,7 @@ from tokenizers import Tokenizer, models
 from .config import ModelConfig
 from .gguf_loader import GGUFFile
 from .loader import ModelBundle, default_gguf_path
-from .model import LlamaModel
+from .models import build_model
 
 IM_END = "<|im_end|>"
 # A directory with SmolLM2's tokenizer.json and chat_template.jinja (see save_smollm2_tokenizer),
@@ -154,7 +154,7 @@ def random_bundle(
     torch.set_default_dtype(dtype)
     try:
         with dev:
-            net = LlamaModel(config)
+            net = build_model(config)
     finally:
         torch.set_default_dtype(before)
     net.reset_rotary(dev)

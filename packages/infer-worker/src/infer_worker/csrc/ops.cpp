@@ -8,7 +8,8 @@ torch::Tensor paged_decode_op(const torch::Tensor& query, const torch::Tensor& k
                               const torch::Tensor& value, torch::Tensor& key_cache,
                               torch::Tensor& value_cache, int64_t layer,
                               const torch::Tensor& block_tables, const torch::Tensor& seq_lens,
-                              const torch::Tensor& slot_mapping, double scale) {
+                              const torch::Tensor& slot_mapping, double scale, int64_t window,
+                              double softcap) {
   TORCH_CHECK(key_cache.dim() == 5 && layer >= 0 && layer < key_cache.size(0),
               "paged_decode: caches [layers, blocks, block, kv_heads, D] and a layer in range");
   auto kc = key_cache.select(0, layer);
@@ -16,7 +17,8 @@ torch::Tensor paged_decode_op(const torch::Tensor& query, const torch::Tensor& k
   const int64_t kvh = kc.size(2), dim = kc.size(3);
   kc.view({-1, kvh, dim}).index_copy_(0, slot_mapping, key.to(kc.scalar_type()));
   vc.view({-1, kvh, dim}).index_copy_(0, slot_mapping, value.to(vc.scalar_type()));
-  return paged_decode(query.contiguous(), kc, vc, block_tables, seq_lens, scale);
+  return paged_decode(query.contiguous(), kc, vc, block_tables, seq_lens, scale, window,
+                      softcap);
 }
 
 torch::Tensor int8_linear_op(const torch::Tensor& x, const torch::Tensor& qweight,
@@ -29,7 +31,7 @@ TORCH_LIBRARY(infer_cpu, m) {
   m.def(
       "paged_decode(Tensor query, Tensor key, Tensor value, Tensor(a!) key_cache, "
       "Tensor(b!) value_cache, int layer, Tensor block_tables, Tensor seq_lens, "
-      "Tensor slot_mapping, float scale) -> Tensor");
+      "Tensor slot_mapping, float scale, int window, float softcap) -> Tensor");
   m.def("int8_linear(Tensor x, Tensor qweight, Tensor scale, Tensor? bias, bool float_out) -> Tensor");
 }
 

@@ -20,17 +20,20 @@ static inline __m512 exp_nonpositive(__m512 x) {
   return _mm512_scalef_ps(p, n);
 }
 
-// One (sequence, kv head) item: G query heads of D (multiple of 16, <= 256) over L tokens.
-// q: the G query rows (already scaled), scores: G * L floats of scratch, out: G * D floats.
+// One (sequence, kv head) item: G query heads of D (multiple of 16, <= 256) over the tokens
+// t0 .. t0 + L - 1 (tokens before t0 are outside the window and never read).
+// q: the G query rows (already scaled), scores: G * L floats of scratch, out: G * D floats;
+// cap > 0 soft-caps the scores (tanh(s / cap) * cap) before the softmax.
 template <typename T>
 static void decode_item_avx512(const float* q, const T* kp, const T* vp, const int32_t* table,
-                               int64_t L, int64_t BS, int64_t KVH, int64_t h, int64_t G,
-                               int64_t D, float* scores, float* out) {
+                               int64_t t0, int64_t L, int64_t BS, int64_t KVH, int64_t h,
+                               int64_t G, int64_t D, float cap, float* scores, float* out) {
   const int64_t C = D / 16;
   __m512 qv[8 * 16];
   for (int64_t g = 0; g < G; ++g)
     for (int64_t c = 0; c < C; ++c) qv[g * C + c] = _mm512_loadu_ps(q + g * D + c * 16);
-  for (int64_t t = 0; t < L; ++t) {
+  for (int64_t j = 0; j < L; ++j) {
+    const int64_t t = t0 + j;
     const int64_t slot = static_cast<int64_t>(table[t / BS]) * BS + t % BS;
     const T* k = kp + (slot * KVH + h) * D;
     __m512 acc[8];
@@ -39,8 +42,10 @@ static void decode_item_avx512(const float* q, const T* kp, const T* vp, const i
       const __m512 kc = load16(k + c * 16);
       for (int64_t g = 0; g < G; ++g) acc[g] = _mm512_fmadd_ps(qv[g * C + c], kc, acc[g]);
     }
-    for (int64_t g = 0; g < G; ++g) scores[g * L + t] = _mm512_reduce_add_ps(acc[g]);
+    for (int64_t g = 0; g < G; ++g) scores[g * L + j] = _mm512_reduce_add_ps(acc[g]);
   }
+  if (cap > 0.f)
+    for (int64_t i = 0; i < G * L; ++i) scores[i] = std::tanh(scores[i] / cap) * cap;
   for (int64_t g = 0; g < G; ++g) {
     float* row = scores + g * L;
     __m512 mx = _mm512_set1_ps(-INFINITY);
@@ -61,13 +66,14 @@ static void decode_item_avx512(const float* q, const T* kp, const T* vp, const i
   }
   __m512 av[8 * 16];
   for (int64_t i = 0; i < G * C; ++i) av[i] = _mm512_setzero_ps();
-  for (int64_t t = 0; t < L; ++t) {
+  for (int64_t j = 0; j < L; ++j) {
+    const int64_t t = t0 + j;
     const int64_t slot = static_cast<int64_t>(table[t / BS]) * BS + t % BS;
     const T* v = vp + (slot * KVH + h) * D;
     for (int64_t c = 0; c < C; ++c) {
       const __m512 vc = load16(v + c * 16);
       for (int64_t g = 0; g < G; ++g)
-        av[g * C + c] = _mm512_fmadd_ps(_mm512_set1_ps(scores[g * L + t]), vc, av[g * C + c]);
+        av[g * C + c] = _mm512_fmadd_ps(_mm512_set1_ps(scores[g * L + j]), vc, av[g * C + c]);
     }
   }
   for (int64_t i = 0; i < G * C; ++i) _mm512_storeu_ps(out + i * 16, av[i]);
@@ -77,7 +83,7 @@ static void decode_item_avx512(const float* q, const T* kp, const T* vp, const i
 template <typename T>
 static void decode_impl(const torch::Tensor& q, const torch::Tensor& kc, const torch::Tensor& vc,
                         const torch::Tensor& tables, const torch::Tensor& lens, double scale,
-                        torch::Tensor& out) {
+                        int64_t window, double softcap, torch::Tensor& out) {
   const int64_t S = q.size(0), H = q.size(1), D = q.size(2);
   const int64_t BS = kc.size(1), KVH = kc.size(2), G = H / KVH, W = tables.size(1);
   const T* qp = q.data_ptr<T>();
@@ -87,6 +93,7 @@ static void decode_impl(const torch::Tensor& q, const torch::Tensor& kc, const t
   const int32_t* lp = lens.data_ptr<int32_t>();
   T* op = out.data_ptr<T>();
   const float sc = static_cast<float>(scale);
+  const float cap = static_cast<float>(softcap);
   TORCH_CHECK(tables.size(0) == S && lens.size(0) == S && kc.size(0) == vc.size(0),
               "paged_decode: shapes disagree");
   for (int64_t s = 0; s < S; ++s) {  // every page read must exist: no out-of-bounds reads
@@ -99,21 +106,25 @@ static void decode_impl(const torch::Tensor& q, const torch::Tensor& kc, const t
   at::parallel_for(0, S * KVH, 1, [&](int64_t begin, int64_t end) {
     std::vector<float> qf(G * D), acc(G * D), scores;
     for (int64_t item = begin; item < end; ++item) {
-      const int64_t s = item / KVH, h = item % KVH, L = lp[s];
+      const int64_t s = item / KVH, h = item % KVH;
+      // the window: the last `window` positions up to the new token, earlier ones unread
+      const int64_t t0 = window > 0 && lp[s] > window ? lp[s] - window : 0;
+      const int64_t L = lp[s] - t0;
       scores.resize(G * L);
       for (int64_t g = 0; g < G; ++g)
         for (int64_t d = 0; d < D; ++d)
           qf[g * D + d] = static_cast<float>(qp[(s * H + h * G + g) * D + d]) * sc;
 #ifdef __AVX512F__
       if (vectorized) {
-        decode_item_avx512(qf.data(), kp, vp, tp + s * W, L, BS, KVH, h, G, D, scores.data(),
-                           acc.data());
+        decode_item_avx512(qf.data(), kp, vp, tp + s * W, t0, L, BS, KVH, h, G, D, cap,
+                           scores.data(), acc.data());
         for (int64_t i = 0; i < G * D; ++i)
           op[(s * H + h * G) * D + i] = static_cast<T>(acc[i]);
         continue;
       }
 #endif
-      for (int64_t t = 0; t < L; ++t) {
+      for (int64_t j = 0; j < L; ++j) {
+        const int64_t t = t0 + j;
         const int64_t slot = static_cast<int64_t>(tp[s * W + t / BS]) * BS + t % BS;
         const T* k = kp + (slot * KVH + h) * D;
         for (int64_t g = 0; g < G; ++g) {
@@ -121,7 +132,7 @@ static void decode_impl(const torch::Tensor& q, const torch::Tensor& kc, const t
           float dot = 0.f;
 #pragma omp simd reduction(+ : dot)
           for (int64_t d = 0; d < D; ++d) dot += qg[d] * static_cast<float>(k[d]);
-          scores[g * L + t] = dot;
+          scores[g * L + j] = cap > 0.f ? std::tanh(dot / cap) * cap : dot;
         }
       }
       for (int64_t g = 0; g < G; ++g) {
@@ -133,11 +144,12 @@ static void decode_impl(const torch::Tensor& q, const torch::Tensor& kc, const t
         for (int64_t t = 0; t < L; ++t) row[t] *= inv;
       }
       std::fill(acc.begin(), acc.end(), 0.f);
-      for (int64_t t = 0; t < L; ++t) {
+      for (int64_t j = 0; j < L; ++j) {
+        const int64_t t = t0 + j;
         const int64_t slot = static_cast<int64_t>(tp[s * W + t / BS]) * BS + t % BS;
         const T* v = vp + (slot * KVH + h) * D;
         for (int64_t g = 0; g < G; ++g) {
-          const float p = scores[g * L + t];
+          const float p = scores[g * L + j];
           float* a = acc.data() + g * D;
 #pragma omp simd
           for (int64_t d = 0; d < D; ++d) a[d] += p * static_cast<float>(v[d]);
@@ -150,8 +162,10 @@ static void decode_impl(const torch::Tensor& q, const torch::Tensor& kc, const t
   });
 }
 
+// window > 0: each query reads only the last `window` positions; softcap > 0: logits capped.
 torch::Tensor paged_decode(torch::Tensor q, torch::Tensor kc, torch::Tensor vc,
-                           torch::Tensor tables, torch::Tensor lens, double scale) {
+                           torch::Tensor tables, torch::Tensor lens, double scale,
+                           int64_t window, double softcap) {
   TORCH_CHECK(q.is_contiguous() && kc.is_contiguous() && vc.is_contiguous(), "contiguous inputs");
   TORCH_CHECK(q.dim() == 3 && kc.dim() == 4 && vc.sizes() == kc.sizes() && tables.dim() == 2,
               "paged_decode: q [S,H,D], caches [blocks,block,kv_heads,D], tables [S,W]");
@@ -164,9 +178,9 @@ torch::Tensor paged_decode(torch::Tensor q, torch::Tensor kc, torch::Tensor vc,
   auto l = lens.contiguous();
   auto out = torch::empty_like(q);
   if (q.scalar_type() == torch::kBFloat16) {
-    decode_impl<at::BFloat16>(q, kc, vc, t, l, scale, out);
+    decode_impl<at::BFloat16>(q, kc, vc, t, l, scale, window, softcap, out);
   } else if (q.scalar_type() == torch::kFloat32) {
-    decode_impl<float>(q, kc, vc, t, l, scale, out);
+    decode_impl<float>(q, kc, vc, t, l, scale, window, softcap, out);
   } else {
     TORCH_CHECK(false, "paged_decode: float32 or bfloat16 only");
   }
