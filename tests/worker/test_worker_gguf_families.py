@@ -32,18 +32,27 @@ from server_procs import Engine, Gateway
 NEW_TOKENS = 48
 LENGTHS = [30, 50, 17]
 # Values a GGUF does not state are transformers' GGUF-reader defaults, which llama.cpp
-# hard-codes too (Gemma 3: query scale = head_dim = 256, 5:1 layers, local base 10000).
-# Gemma 2 is absent: llama.cpp always soft-caps its attention, which infer refuses until
-# the attention front takes a soft-cap.
+# hard-codes too (Gemma: query scale = head_dim = 256; Gemma 2 soft-caps 50/30 and 1:1
+# layers; Gemma 3 5:1 layers, local base 10000). Gemma windows are shorter than the prompts.
 FAMILIES = {
     "llama": {"model_type": "llama", "head_dim": 16, "tie_word_embeddings": False},
     "mistral": {"model_type": "mistral", "head_dim": 16, "sliding_window": None},
     "qwen2": {"model_type": "qwen2", "tie_word_embeddings": False},
+    # transformers' GGUF reader takes Qwen3's head_dim from its default (128)
+    "qwen3": {"model_type": "qwen3", "head_dim": 128},
+    "gemma2": {
+        "model_type": "gemma2",
+        "head_dim": 256,
+        "query_pre_attn_scalar": 256,
+        "sliding_window": 12,
+        "attn_logit_softcapping": 50.0,
+        "final_logit_softcapping": 30.0,
+    },
     "gemma3": {
         "model_type": "gemma3_text",
         "head_dim": 256,
         "query_pre_attn_scalar": 256,
-        "sliding_window": 512,
+        "sliding_window": 10,
         "rope_theta": 1_000_000.0,
     },
     "phi3": {"model_type": "phi3", "sliding_window": None},

@@ -1,7 +1,7 @@
 """Read a GGUF file: hyper-parameters, tokenizer, chat template and dequantized weights.
 
 The metadata becomes a transformers config.json-style dict (gguf_config) that goes
-through the same parser as a HF directory's config.json; weights are yielded in
+through ModelConfig.from_hf, the parser of a HF directory's config.json; weights are yielded in
 transformers' naming and layout (gguf_tensors), so all architecture math lives on
 the HF side.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .config import ModelConfig, config_from_hf
+from .config import ModelConfig
 from .errors import ModelLoadError
 from .gguf_config import HF_ARCHITECTURES, hf_config_from_gguf
 from .gguf_reader import GGUFFormatError, read_gguf
@@ -76,7 +76,7 @@ class GGUFFile:
                 self.source,
                 "tokenizer.ggml.add_eos_token=True (eos after every prompt) is not supported",
             )
-        config = config_from_hf(raw, self.source)
+        config = ModelConfig.from_hf(raw, self.source)
         tokens = self.meta.get("tokenizer.ggml.tokens") or []
         bos_id = self.meta.get("tokenizer.ggml.bos_token_id")
         eos_id = self.meta.get("tokenizer.ggml.eos_token_id")
