@@ -181,3 +181,40 @@ def test_chart_scales(engineless_gateway: Gateway, desktop: Watched) -> None:
     assert got[1] == ["10s", "1m", "1m30s", "5m"]
     assert got[2] == [10000, 60000]
     assert got[3] == ["—", "3", "2.5", "0.25", "123", "46k"]
+
+
+def test_markdown_replies_are_built_from_nodes(
+    engineless_gateway: Gateway, desktop: Watched
+) -> None:
+    text = (
+        "# Title\n\nSome **bold** and `code` <script>alert(1)</script>\n\n"
+        "```python\nprint('<b>hi</b>')\n```\n"
+        "- one\n- two *it*\n\n1. first\n2. second\n\n"
+        "| a | b |\n|---|---|\n| 1 | <img src=x onerror=alert(1)> |\n"
+    )
+    got = run(
+        desktop,
+        engineless_gateway.url,
+        """async (_, text) => {
+          const { renderMarkdown } = await import('/static/markdown.js');
+          const box = document.createElement('div');
+          box.append(renderMarkdown(document, text));
+          return {
+            html: box.innerHTML,
+            tags: [...box.children].map((e) => e.tagName),
+            scripts: box.querySelectorAll('script, img, style').length,
+            code: box.querySelector('pre code').textContent,
+            lang: box.querySelector('pre code').dataset.lang,
+            items: [...box.querySelectorAll('li')].map((e) => e.textContent),
+            cells: [...box.querySelectorAll('td')].map((e) => e.textContent),
+            strong: box.querySelector('strong').textContent,
+          };
+        }""",
+        text,
+    )
+    assert got["tags"] == ["H3", "P", "PRE", "UL", "OL", "TABLE"]
+    assert got["scripts"] == 0 and "&lt;script&gt;" in got["html"]
+    assert got["code"] == "print('<b>hi</b>')" and got["lang"] == "python"
+    assert got["items"] == ["one", "two it", "first", "second"]
+    assert got["cells"] == ["1", "<img src=x onerror=alert(1)>"]
+    assert got["strong"] == "bold"

@@ -1,6 +1,9 @@
 // The list of chat messages on the page. Each message has a plain-data entry
 // ({role, text, meta, data, failed}) that mirrors what is shown, so the list
-// can be saved and shown again. Text is set as text, never as HTML.
+// can be saved and shown again. Text is set as text, never as HTML; assistant
+// replies are shown as Markdown built from DOM nodes (markdown.js).
+
+import { renderMarkdown } from "./markdown.js";
 
 const LABELS = { user: "You", assistant: "Assistant", error: "Error" };
 
@@ -8,6 +11,12 @@ const LABELS = { user: "You", assistant: "Assistant", error: "Error" };
 export function messageList(box, emptyHint) {
   const entries = [];
   const doc = box.ownerDocument;
+
+  /** Shows `text` in `body`: Markdown for assistant replies, plain text otherwise. */
+  function show(body, role, text) {
+    if (role === "assistant") body.replaceChildren(renderMarkdown(doc, text));
+    else body.textContent = text;
+  }
 
   const nearBottom = () => box.scrollHeight - box.scrollTop - box.clientHeight < 80;
 
@@ -31,7 +40,7 @@ export function messageList(box, emptyHint) {
     label.textContent = LABELS[entry.role] || entry.role;
     const body = doc.createElement("div");
     body.className = "text";
-    body.textContent = entry.text;
+    show(body, entry.role, entry.text);
     const meta = doc.createElement("div");
     meta.className = "meta";
     meta.textContent = entry.meta;
@@ -42,9 +51,7 @@ export function messageList(box, emptyHint) {
       item,
       setText(value) {
         entry.text = value;
-        follow(() => {
-          body.textContent = value;
-        });
+        follow(() => show(body, entry.role, value));
       },
       setMeta(value, data = {}) {
         for (const [key, val] of Object.entries(data)) entry.data[key] = String(val);
