@@ -196,3 +196,25 @@ def test_tool_errors_are_400s_naming_the_field(smol_gateway, patch, param) -> No
     r = httpx.post(smol_gateway.url + "/v1/chat/completions", json=body)
     assert r.status_code == 400, r.text
     assert r.json()["error"]["param"] == param
+
+
+def test_infer_chat_shows_a_tool_call_and_answers_it(smol_gateway) -> None:
+    import argparse
+    import io
+
+    from infer.chat import ChatSession
+
+    args = argparse.Namespace(system=None, temperature=0.0, max_tokens=60, tools=TOOLS)
+    with httpx.Client(base_url=smol_gateway.url, timeout=120) as client:
+        session = ChatSession(client, "smollm2", args)
+        session.params["tool_choice"] = {"type": "function", "function": {"name": "get_weather"}}
+        out = io.StringIO()
+        session.ask("Weather in Oslo?", out)
+        assert out.getvalue().startswith("\n[tool call get_weather] {")
+        call = session.messages[-1]["tool_calls"][0]
+        check_call(openai.types.chat.ChatCompletionMessageToolCall.model_validate(call))
+        assert session.open_calls == [call["id"]]
+        session.params["tool_choice"] = "none"
+        answer = session.ask('{"temp": -3}', io.StringIO(), role="tool")
+        assert answer and session.open_calls == []
+        assert [m["role"] for m in session.messages] == ["user", "assistant", "tool", "assistant"]

@@ -11,11 +11,14 @@ import argparse
 import json
 import sys
 from collections.abc import Callable, Iterator
-from typing import TextIO
+from typing import Any, TextIO
 
 import httpx
 
-HELP = "commands: /reset (forget the conversation), /quit (leave), /help"
+HELP = (
+    "commands: /reset (forget the conversation), /result TEXT (answer the model's "
+    "oldest open tool call, with --tools), /quit (leave), /help"
+)
 
 
 class ChatError(Exception):
@@ -38,6 +41,13 @@ def error_message(response: httpx.Response) -> str:
 
 def sse_deltas(lines: Iterator[str]) -> Iterator[str]:
     """The content deltas of an OpenAI chat SSE stream, until [DONE]."""
+    for kind, value in sse_events(lines):
+        if kind == "content":
+            yield value
+
+
+def sse_events(lines: Iterator[str]) -> Iterator[tuple[str, Any]]:
+    """("content", text) and ("tool", tool-call delta) of a chat SSE stream, until [DONE]."""
     for line in lines:
         if not line.startswith("data:"):
             continue
@@ -51,9 +61,30 @@ def sse_deltas(lines: Iterator[str]) -> Iterator[str]:
         if "error" in chunk:
             raise ChatError(str(chunk["error"].get("message", chunk["error"])))
         for choice in chunk.get("choices") or []:
-            text = (choice.get("delta") or {}).get("content")
-            if text:
-                yield text
+            delta = choice.get("delta") or {}
+            if delta.get("content"):
+                yield "content", delta["content"]
+            for call in delta.get("tool_calls") or []:
+                yield "tool", call
+
+
+def add_tool_delta(calls: list[dict], delta: dict) -> str:
+    """Merge one streamed tool-call delta into `calls`; the text to show for it."""
+    index = delta.get("index", len(calls))
+    fn = delta.get("function") or {}
+    shown = ""
+    while len(calls) <= index:
+        calls.append({"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+    call = calls[index]
+    if delta.get("id"):
+        call["id"] = delta["id"]
+    if fn.get("name"):
+        call["function"]["name"] += fn["name"]
+        shown = f"\n[tool call {fn['name']}] "
+    if fn.get("arguments"):
+        call["function"]["arguments"] += fn["arguments"]
+        shown += fn["arguments"]
+    return shown
 
 
 class ChatSession:
@@ -68,37 +99,54 @@ class ChatSession:
             for key, value in (("temperature", args.temperature), ("max_tokens", args.max_tokens))
             if value is not None
         }
-        self.messages: list[dict[str, str]] = []
+        tools = getattr(args, "tools", None)
+        if tools:
+            self.params["tools"] = tools
+        self.messages: list[dict[str, Any]] = []
+        self.open_calls: list[str] = []  # ids of tool calls not answered yet
         self.reset()
 
     def reset(self) -> None:
         self.messages = [{"role": "system", "content": self.system}] if self.system else []
+        self.open_calls = []
 
-    def ask(self, text: str, out: TextIO) -> str:
-        """Send one user turn, print the answer as it streams, keep both turns."""
+    def ask(self, text: str, out: TextIO, role: str = "user") -> str:
+        """Send one user turn (or, with role "tool", the result of the oldest open tool
+        call), print the answer and its tool calls as they stream, keep both turns."""
+        if role == "tool":
+            if not self.open_calls:
+                raise ChatError("there is no open tool call to answer")
+            turn = {"role": "tool", "tool_call_id": self.open_calls[0], "content": text}
+        else:
+            turn = {"role": "user", "content": text}
         body = {
             "model": self.model,
-            "messages": [*self.messages, {"role": "user", "content": text}],
+            "messages": [*self.messages, turn],
             "stream": True,
             **self.params,
         }
         parts: list[str] = []
+        calls: list[dict] = []
         try:
             with self.client.stream("POST", "/v1/chat/completions", json=body) as response:
                 if response.status_code != 200:
                     response.read()
                     raise ChatError(error_message(response))
-                for delta in sse_deltas(response.iter_lines()):
-                    parts.append(delta)
-                    out.write(delta)
+                for kind, value in sse_events(response.iter_lines()):
+                    if kind == "content":
+                        parts.append(value)
+                    out.write(value if kind == "content" else add_tool_delta(calls, value))
                     out.flush()
         except httpx.HTTPError as exc:
             raise ChatError(f"request failed: {exc}") from None
         answer = "".join(parts)
-        self.messages += [
-            {"role": "user", "content": text},
-            {"role": "assistant", "content": answer},
-        ]
+        reply: dict[str, Any] = {"role": "assistant", "content": answer}
+        if calls:
+            reply = {"role": "assistant", "content": answer or None, "tool_calls": calls}
+        if role == "tool":
+            self.open_calls.pop(0)
+        self.messages += [turn, reply]
+        self.open_calls += [c["id"] for c in calls]
         return answer
 
 
@@ -135,10 +183,13 @@ def chat_loop(session: ChatSession, read: Callable[[str], str], out: TextIO, err
         if line == "/help":
             out.write(HELP + "\n")
             continue
+        role = "user"
+        if line.startswith("/result "):
+            role, line = "tool", line[len("/result ") :]
         out.write("assistant> ")
         out.flush()
         try:
-            session.ask(line, out)
+            session.ask(line, out, role)
         except ChatError as exc:
             err.write(f"\nerror: {exc}\n")
             err.flush()

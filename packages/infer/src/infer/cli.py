@@ -8,9 +8,11 @@ the rest of the command line still works.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import types
+from pathlib import Path
 from typing import NoReturn
 
 from . import __version__, serve_options
@@ -50,6 +52,25 @@ def add_chat_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> 
     parser.add_argument(
         "--timeout", type=float, default=120.0, help="seconds per request (default 120)"
     )
+    parser.add_argument(
+        "--tools",
+        type=_tools_file,
+        default=None,
+        metavar="FILE",
+        help="JSON file with an array of OpenAI tools to offer the model; its calls are shown "
+        "and /result TEXT answers them",
+    )
+
+
+def _tools_file(path: str) -> list:
+    """The tools array of a JSON file (argparse type)."""
+    try:
+        tools = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot read tools from {path}: {exc}") from None
+    if not isinstance(tools, list):
+        raise argparse.ArgumentTypeError(f"{path} must hold a JSON array of tools")
+    return tools
 
 
 def build_parser(with_bench: bool = True) -> tuple[Parser, types.ModuleType | None, str]:
