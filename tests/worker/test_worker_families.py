@@ -8,6 +8,7 @@ prompts sit on both sides of the switch length and some cross it while generatin
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import tempfile
@@ -23,10 +24,11 @@ from family_models import (
     write_config,
     write_family,
 )
-from transformers import AutoModelForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM
 
 from infer_scheduler import LLM
 from infer_worker import AttentionMetadata, ModelLoadError, load_model
+from infer_worker.config import ModelConfig
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "server"))
 from server_procs import Engine, Gateway
@@ -41,15 +43,6 @@ LENGTHS = {
 }
 
 
-# Until the attention front takes a sliding window and a score soft-cap, configs that
-# need them are refused at load (models/family_configs.py); these runs switch them off.
-NOT_BUILT_YET = {
-    "gemma2": {"sliding_window": 512, "attn_logit_softcapping": None},
-    "gemma3": {"sliding_window": 512},
-    "phi3": {"sliding_window": None},
-}
-
-
 @pytest.fixture(scope="module")
 def run_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="ifam-", dir="/tmp"))
@@ -61,7 +54,7 @@ def run_dir() -> Iterator[Path]:
 def family(request: pytest.FixtureRequest, run_dir: Path) -> dict:
     """A family's directory, its prompts and transformers' greedy tokens for them."""
     name = request.param
-    directory = write_family(run_dir / name, name, **NOT_BUILT_YET[name])
+    directory = write_family(run_dir / name, name)
     ids = prompts(49152, LENGTHS[name])
     return {
         "name": name,
@@ -109,9 +102,7 @@ def test_http_greedy_matches_transformers(family: dict, run_dir: Path) -> None:
 def test_gemma_tied_embeddings_logits_match(tmp_path: Path) -> None:
     """Real Gemma checkpoints tie lm_head to the embedding (no lm_head.weight stored)."""
     for name in ("gemma2", "gemma3"):
-        directory = write_family(
-            tmp_path / name, name, tie_word_embeddings=True, **NOT_BUILT_YET[name]
-        )
+        directory = write_family(tmp_path / name, name, tie_word_embeddings=True)
         ids = prompts(49152, [37], seed=4)[0]
         model = AutoModelForCausalLM.from_pretrained(directory, dtype=torch.float32)
         with torch.no_grad():
@@ -138,7 +129,13 @@ REFUSALS = [
     ("gemma2", {"hidden_activation": "gelu"}, "hidden_activation"),
     ("gemma2", {"attention_bias": True}, "attention_bias"),
     ("gemma2", {"some_new_knob": 1}, "some_new_knob"),
-    ("gemma2", {"rope_scaling": {"rope_type": "yarn", "factor": 2.0}}, "yarn"),
+    ("gemma2", {"hidden_act": "silu"}, "hidden_act"),
+    (
+        "gemma3",
+        {"rope_parameters": {"sliding_attention": {"rope_type": "linear", "factor": 2.0}}},
+        "rope_parameters",
+    ),
+    ("phi3", {"partial_rotary_factor": 0.3125}, "partial_rotary_factor"),
     ("gemma3", {"attn_logit_softcapping": 50.0}, "attn_logit_softcapping"),
     ("gemma3", {"layer_types": ["chunked_attention"] * 6}, "layer_types"),
     ("gemma3", {"architectures": ["Gemma3ForConditionalGeneration"]}, "Gemma3ForConditional"),
@@ -153,6 +150,19 @@ REFUSALS = [
 def test_unimplemented_fields_are_refused_by_name(
     tmp_path: Path, name: str, change: dict, named: str
 ) -> None:
-    write_config(tmp_path, name, **{**NOT_BUILT_YET[name], **change})  # no weights are read
+    write_config(tmp_path, name, **change)  # refused before any weight is read
     with pytest.raises(ModelLoadError, match=named):
         load_model(str(tmp_path))
+
+
+@pytest.mark.parametrize("name", sorted(LENGTHS))
+def test_transformers5_saved_config_reads_the_same(tmp_path: Path, name: str) -> None:
+    """The Hub's transformers-4 form and transformers 5's save_pretrained form (nested
+    rope_parameters, explicit layer_types) give the same ModelConfig."""
+    raw = write_config(tmp_path / "hub", name)
+    AutoConfig.from_pretrained(tmp_path / "hub").save_pretrained(tmp_path / "v5")
+    saved = json.loads((tmp_path / "v5" / "config.json").read_text())
+    assert "rope_parameters" in saved and "rope_theta" not in saved
+    hub = ModelConfig.from_hf(raw, "hub")
+    assert vars(ModelConfig.from_hf(saved, "v5")) == vars(hub)
+    assert hub.sliding_window is not None and hub.rotary_dim <= hub.head_dim

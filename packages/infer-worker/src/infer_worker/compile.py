@@ -72,8 +72,6 @@ class CompiledDecode:
     ) -> None:
         if not 0 <= scratch_block < kv_cache.num_blocks:
             raise ValueError(f"scratch block {scratch_block} outside the cache")
-        if model.config.family != "llama":  # decode_graph.py holds Llama layers only
-            raise ValueError(f"--compile is not built for the {model.config.family} family")
         self.model = model
         self.kv_cache = kv_cache
         self.scratch_block = scratch_block

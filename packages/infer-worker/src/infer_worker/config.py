@@ -36,10 +36,6 @@ class ModelConfig:
     bos_token: str | None = None
     eos_token: str | None = None
     add_bos_token: bool = False
-    # "llama" (every family of models/registry.py) or a family of models/families.py, whose
-    # parsed numbers (GemmaSettings, PhiSettings) are family_settings
-    family: str = "llama"
-    family_settings: Any = None
     # what the families differ in (models/<family>.py sets them from the HF config)
     architecture: str = "LlamaForCausalLM"
     hidden_act: str = "silu"

@@ -64,7 +64,7 @@ class HFConfig:
             raise self.refuse(key, why)
 
 
-def rope_from_hf(cfg: HFConfig) -> tuple[float, dict[str, Any] | None]:
+def rope_from_hf(cfg: HFConfig, partial_ok: bool = False) -> tuple[float, dict[str, Any] | None]:
     """(theta, scaling) from transformers 4 (rope_theta/rope_scaling) or 5 (rope_parameters).
 
     scaling is None for plain rotary; otherwise it has "rope_type" and the type's keys,
@@ -81,7 +81,7 @@ def rope_from_hf(cfg: HFConfig) -> tuple[float, dict[str, Any] | None]:
     if scaling:
         scaling["rope_type"] = scaling.get("rope_type", scaling.get("type", "default"))
         scaling.pop("type", None)
-        if scaling.get("partial_rotary_factor", 1.0) != 1.0:
+        if scaling.get("partial_rotary_factor", 1.0) != 1.0 and not partial_ok:
             scaling.pop("partial_rotary_factor")
             raise ModelLoadError(
                 cfg.source, "rope_parameters.partial_rotary_factor is not supported here"
@@ -108,18 +108,19 @@ def _int_list(value: Any) -> list[int]:
     return [int(value)]
 
 
-def common_fields(cfg: HFConfig) -> dict[str, Any]:
-    """ModelConfig keyword arguments every Llama-like family reads the same way."""
+def common_fields(cfg: HFConfig, partial_ok: bool = False) -> dict[str, Any]:
+    """ModelConfig keyword arguments every Llama-like family reads the same way
+    (partial_ok: the family reads partial_rotary_factor itself)."""
     for key, why in UNBUILT_FIELDS.items():
         cfg.refuse_set(key, f"{why} are not implemented")
     act = cfg.get("hidden_act", cfg.get("hidden_activation", "silu"))
     if act not in ACTIVATIONS:
         raise cfg.refuse("hidden_act", f"built activations are {', '.join(ACTIVATIONS)}")
-    if cfg.get("partial_rotary_factor", 1.0) != 1.0:
+    if cfg.get("partial_rotary_factor", 1.0) != 1.0 and not partial_ok:
         raise cfg.refuse("partial_rotary_factor", "this family rotates whole heads")
     hidden = int(cfg.require("hidden_size"))
     heads = int(cfg.require("num_attention_heads"))
-    theta, scaling = rope_from_hf(cfg)
+    theta, scaling = rope_from_hf(cfg, partial_ok)
     return dict(
         vocab_size=int(cfg.require("vocab_size")),
         hidden_size=hidden,

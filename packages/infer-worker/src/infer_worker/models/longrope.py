@@ -1,6 +1,6 @@
-"""Rotary pieces for Phi-3 and Gemma 3: LongRoPE short/long tables, partial rotary.
+"""LongRoPE (Phi-3 `longrope`, formerly `su`): short and long factor sets in one table.
 
-LongRoPE (Phi-3 `longrope`, formerly `su`) scales the inverse frequencies by a
+LongRoPE scales the inverse frequencies by a
 short factor set while a sequence holds at most `original_max_position_embeddings`
 tokens and by a long set beyond that; cos and sin are multiplied by an attention
 factor in both cases. transformers decides per forward call by the sequence's total
@@ -21,6 +21,38 @@ import math
 from typing import Any
 
 import torch
+
+from ..errors import ModelLoadError
+from ..metadata import AttentionMetadata
+
+LONGROPE_KEYS = frozenset(
+    {
+        "rope_type",
+        "short_factor",
+        "long_factor",
+        "factor",
+        "attention_factor",
+        "original_max_position_embeddings",
+    }
+)
+
+
+def check_longrope(scaling: dict[str, Any], rotary_dim: int, source: str) -> None:
+    """Raise ModelLoadError naming a longrope key that is unknown, missing or malformed."""
+    for key in scaling:
+        if key not in LONGROPE_KEYS:
+            raise ModelLoadError(source, f"rope_scaling.{key} is not supported with longrope")
+    for key in ("short_factor", "long_factor"):
+        factors = scaling.get(key)
+        if not isinstance(factors, list) or len(factors) != rotary_dim // 2:
+            raise ModelLoadError(
+                source, f"rope_scaling.{key} must list {rotary_dim // 2} numbers, got {factors!r}"
+            )
+    original = scaling.get("original_max_position_embeddings")
+    if not isinstance(original, int) or original <= 0:
+        raise ModelLoadError(
+            source, f"longrope needs a positive original_max_position_embeddings, got {original!r}"
+        )
 
 
 def longrope_inv_freq(rotary_dim: int, theta: float, factors: list[float]) -> torch.Tensor:
@@ -55,15 +87,14 @@ class LongRopeRotary(torch.nn.Module):
     positions < max_positions (the engine caps sequences at the context length).
     """
 
-    def __init__(
-        self,
-        short_inv_freq: torch.Tensor,
-        long_inv_freq: torch.Tensor,
-        switch: int,
-        max_positions: int,
-        attention_factor: float,
-    ) -> None:
+    def __init__(self, dim: int, theta: float, scaling: dict[str, Any], max_positions: int) -> None:
         super().__init__()
+        switch = int(scaling["original_max_position_embeddings"])
+        short_inv_freq = longrope_inv_freq(dim, theta, scaling["short_factor"])
+        long_inv_freq = longrope_inv_freq(dim, theta, scaling["long_factor"])
+        attention_factor = longrope_attention_factor(scaling, max_positions, switch)
+        self.dim = dim
+        self.attention_factor = attention_factor
         self.switch = switch
         self.max_positions = switch + max_positions
         short_cos, short_sin = _table(short_inv_freq.float(), switch, attention_factor)
@@ -75,26 +106,14 @@ class LongRopeRotary(torch.nn.Module):
         """Added to the positions of a sequence that holds `total_tokens` tokens after this step."""
         return self.switch if total_tokens > self.switch else 0
 
-    def lookup(
-        self, positions: torch.Tensor, max_position: int, dtype: torch.dtype
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(cos, sin) [T, 1, rotary_dim] in dtype for table rows [T] (see row_offset)."""
+    def lookup(self, positions: torch.Tensor, meta: AttentionMetadata, dtype: torch.dtype):
+        """(cos, sin) [T, 1, dim] in dtype for table rows [T] (see row_offset)."""
+        return self.gather(positions, dtype)
+
+    def gather(self, positions: torch.Tensor, dtype: torch.dtype):
         cos = self.cos_table[positions].to(dtype).unsqueeze(1)
         sin = self.sin_table[positions].to(dtype).unsqueeze(1)
         return cos, sin
 
-
-def apply_partial_rotary(
-    q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotate the first cos.shape[-1] dims of q [T, H, D] and k [T, KVH, D] (rotate-half
-    layout); the other dims pass through, as transformers' Phi-3 does."""
-    return _rotate_part(q, cos, sin), _rotate_part(k, cos, sin)
-
-
-def _rotate_part(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    dim = cos.shape[-1]
-    rot, rest = x[..., :dim], x[..., dim:]
-    half = dim // 2
-    rotated = torch.cat((-rot[..., half:], rot[..., :half]), dim=-1)
-    return torch.cat((rot * cos + rotated * sin, rest), dim=-1)
+    def decode(self, positions: torch.Tensor, dtype: torch.dtype):
+        return self.gather(positions, dtype)

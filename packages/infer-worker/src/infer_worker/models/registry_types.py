@@ -23,3 +23,4 @@ class Family:
     architectures: tuple[str, ...]
     read: Callable[[HFConfig, dict[str, Any]], dict[str, Any]]
     model_class: type[CausalLM] = field(default=CausalLM)
+    partial_rotary: bool = False  # read() handles partial_rotary_factor itself (Phi-3)

@@ -35,6 +35,8 @@ def check_scaling(scaling: dict[str, Any] | None, source: str) -> None:
     """Raise ModelLoadError for a rope scaling this module does not build or that lacks a key."""
     scaling = scaling or {}
     rope_type = scaling.get("rope_type", "default")
+    if rope_type == "longrope":  # Phi-3: longrope.py; its keys are checked where it is read
+        return
     if rope_type not in BUILT_TYPES:
         raise ModelLoadError(
             source,
@@ -196,6 +198,11 @@ def rotary_for(config) -> nn.ModuleDict:
         scaling = dict(scaling or {})
         if scaling.get("rope_type") == "dynamic":
             scaling.setdefault("max_position_embeddings", config.context_length)
+        if scaling.get("rope_type") == "longrope":
+            from .longrope import LongRopeRotary
+
+            tables[name] = LongRopeRotary(config.rotary_dim, theta, scaling, config.context_length)
+            continue
         tables[name] = RotaryEmbedding(config.rotary_dim, theta, scaling, config.context_length)
     return nn.ModuleDict(tables)
 
