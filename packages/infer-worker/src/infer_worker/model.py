@@ -1,6 +1,6 @@
-"""LEGACY: the pre-registry Llama decoder, kept only for models/gemma2.py and models/phi3.py
-until they move onto models/decoder.py (registry families use models/, not this file;
-the compiled decode graph runs models/ code only).
+"""LEGACY: the pre-registry Llama decoder, kept as the `infer_worker.LlamaModel` import
+and for tests/perf; every family, Gemma and Phi-3 included, is served by models/ (the
+compiled decode graph runs models/ code only).
 
 Weights use fused projections: qkv_proj = [q; k; v] rows and gate_up_proj =
 [gate; up] rows. `load_hf_weights` maps transformers' parameter names onto
