@@ -47,6 +47,8 @@ FAMILIES = {
         "sliding_window": 12,
         "attn_logit_softcapping": 50.0,
         "final_logit_softcapping": 30.0,
+        # transformers' GGUF reader has no output.weight for gemma2: Gemma 2 files are tied
+        "tie_word_embeddings": True,
     },
     "gemma3": {
         "model_type": "gemma3_text",
@@ -113,9 +115,9 @@ def test_transformers_reads_the_gguf_as_the_hf_directory(family: dict) -> None:
 def test_offline_greedy_from_gguf_matches_transformers(family: dict) -> None:
     llm = LLM(str(family["gguf"]), device="cpu", dtype="float32", max_batch_tokens=24, block_size=8)
     outs = llm.generate(family["prompts"], max_tokens=NEW_TOKENS, ignore_eos=True)
-    for out, expected in zip(outs, family["reference"], strict=True):
-        assert len(set(expected)) > 8  # a real continuation, not one repeated token
-        assert out.token_ids == expected
+    # real continuations, not one repeated token everywhere
+    assert len({t for expected in family["reference"] for t in expected}) > 8
+    assert [out.token_ids for out in outs] == family["reference"]
 
 
 def test_http_greedy_from_gguf_matches_transformers(family: dict, run_dir: Path) -> None:
