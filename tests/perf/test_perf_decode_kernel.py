@@ -98,3 +98,30 @@ def test_stale_build_directories_are_removed(tmp_path) -> None:
     os.utime(old, (time.time() - 7200, time.time() - 7200))
     _remove_stale_builds(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["kernel.so", "tmpnew"]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(("window", "softcap"), [(7, 0.0), (0, 2.5), (20, 1.0), (1, 0.0)])
+@pytest.mark.parametrize(("heads", "dim"), [(9, 64), (4, 8)], ids=["avx512", "scalar"])
+def test_window_and_softcap_match_torch_decode(cpp_kernel, dtype, window, softcap, heads, dim):
+    kernel = decode_kernel()
+    lens = [5, 17, 33, 70]
+    q, k, v, tables, seq_lens = random_case(
+        dtype, lens, heads, heads // (3 if heads == 9 else 2), dim
+    )
+    scale = dim**-0.5
+    got = kernel(q, k, v, tables, seq_lens, scale, window, softcap)
+    want = decode_torch(q, k, v, tables, seq_lens, max(lens), scale, window, softcap)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    torch.testing.assert_close(got.float(), want.float(), atol=tol, rtol=tol)
+
+
+def test_pages_before_the_window_are_never_read(cpp_kernel) -> None:
+    kernel = decode_kernel()
+    q, k, v, tables, seq_lens = random_case(torch.float32, [70], 4, 2, 64)
+    clean = kernel(q, k, v, tables, seq_lens, 0.125, 20, 0.0)
+    for block in tables[0, : (70 - 20) // 16].tolist():  # pages wholly before the window
+        k[block] = float("nan")
+        v[block] = float("nan")
+    poisoned = kernel(q, k, v, tables, seq_lens, 0.125, 20, 0.0)
+    assert torch.equal(poisoned, clean)

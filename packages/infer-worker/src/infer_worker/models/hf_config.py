@@ -95,6 +95,8 @@ def rope_from_hf(cfg: HFConfig, partial_ok: bool = False) -> tuple[float, dict[s
             scaling.setdefault(
                 "original_max_position_embeddings", raw.get("max_position_embeddings", 2048)
             )
+        if scaling["rope_type"] == "dynamic":  # the length past which the base grows
+            scaling["max_position_embeddings"] = int(raw.get("max_position_embeddings") or 2048)
         if scaling["rope_type"] == "default" and len(scaling) == 1:
             scaling = {}
     return theta, scaling or None
@@ -121,6 +123,9 @@ def common_fields(cfg: HFConfig, partial_ok: bool = False) -> dict[str, Any]:
     hidden = int(cfg.require("hidden_size"))
     heads = int(cfg.require("num_attention_heads"))
     theta, scaling = rope_from_hf(cfg, partial_ok)
+    context = int(cfg.get("max_position_embeddings", 2048))
+    if scaling and scaling["rope_type"] == "dynamic":  # made to run past the trained length
+        context = int(context * float(scaling.get("factor") or 1.0))
     return dict(
         vocab_size=int(cfg.require("vocab_size")),
         hidden_size=hidden,
@@ -132,7 +137,7 @@ def common_fields(cfg: HFConfig, partial_ok: bool = False) -> dict[str, Any]:
         rms_norm_eps=float(cfg.get("rms_norm_eps", 1e-6)),
         rope_theta=theta,
         rope_scaling=scaling,
-        context_length=int(cfg.get("max_position_embeddings", 2048)),
+        context_length=context,
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
         bos_token_id=cfg.get("bos_token_id"),
         eos_token_ids=_int_list(cfg.get("eos_token_id")),

@@ -196,7 +196,7 @@ def rotary_for(config) -> nn.ModuleDict:
     tables = {}
     for name, (theta, scaling) in config.rope_tables().items():
         scaling = dict(scaling or {})
-        if scaling.get("rope_type") == "dynamic":
+        if scaling.get("rope_type") == "dynamic":  # the trained length (set by the parser)
             scaling.setdefault("max_position_embeddings", config.context_length)
         if scaling.get("rope_type") == "longrope":
             from .longrope import LongRopeRotary
