@@ -34,8 +34,8 @@ def test_gguf_features_match_the_hf_directory(name: str, tmp_path: Path) -> None
     path = write_hf_as_gguf(tmp_path / f"{name}.gguf", hf_dir, gguf_vocab_of_default())
     config = load_model(str(path)).config
     if name == "phi3":
-        assert config.family_settings.rotary_dim == int(HEAD_DIM * 0.75)
-        assert config.family_settings.longrope is not None
+        assert config.rotary_dim == int(HEAD_DIM * 0.75)
+        assert config.rope_scaling["rope_type"] == "longrope"
     ids = prompts(49152, lengths)
     expected = reference_greedy(hf_dir, ids, NEW_TOKENS)
     llm = LLM(str(path), device="cpu", dtype="float32", max_batch_tokens=24, block_size=8)
