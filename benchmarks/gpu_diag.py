@@ -28,6 +28,7 @@ def ours_layers(bundle: Any, prompts: list[list[int]], triton: bool) -> list[tor
     """Each layer's output [n * len, hidden] (float32) and the last-token logits, engine model."""
     import infer_worker.attention as attention
     from infer_worker import AttentionMetadata, KVCache
+    from infer_worker.models.step import EagerStep
 
     n, length = len(prompts), len(prompts[0])
     device, page = bundle.device, 16
@@ -43,11 +44,11 @@ def ours_layers(bundle: Any, prompts: list[list[int]], triton: bool) -> list[tor
         with torch.inference_mode():
             ids = torch.tensor(prompts, device=device).flatten()
             pos = torch.arange(length, device=device).repeat(n)
-            x = model.embed_tokens(ids)
-            rope = model.rotary.lookup(pos, meta.max_seq_len, x.dtype)
+            x = model.embed(ids)
+            step = EagerStep(model.rotaries, pos, cache, meta, x.dtype)
             outs = []
             for layer in model.layers:
-                x = layer(x, rope, cache, meta)
+                x = layer(x, step)
                 outs.append(x.float())
             outs.append(model.compute_logits(x[length - 1 :: length]))
     finally:
