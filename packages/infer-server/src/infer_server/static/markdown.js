@@ -97,7 +97,7 @@ export function renderMarkdown(doc, text) {
       flush();
       const pre = doc.createElement("pre");
       const code = doc.createElement("code");
-      if (m[1]) code.dataset.lang = m[1];
+      if (m[1]) code.setAttribute("data-lang", m[1]);
       const body = [];
       i += 1;
       while (i < lines.length && !FENCE.test(lines[i])) body.push(lines[i++]);
