@@ -201,10 +201,10 @@ def test_markdown_replies_are_built_from_nodes(
           box.append(renderMarkdown(document, text));
           return {
             html: box.innerHTML,
-            tags: [...box.children].map((e) => e.tagName),
+            tags: [...box.children].map((e) => e.tagName.toUpperCase()),
             scripts: box.querySelectorAll('script, img, style').length,
             code: box.querySelector('pre code').textContent,
-            lang: box.querySelector('pre code').dataset.lang,
+            lang: box.querySelector('pre code').getAttribute('data-lang'),
             items: [...box.querySelectorAll('li')].map((e) => e.textContent),
             cells: [...box.querySelectorAll('td')].map((e) => e.textContent),
             strong: box.querySelector('strong').textContent,
