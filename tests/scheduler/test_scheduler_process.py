@@ -209,3 +209,15 @@ def test_tcp_endpoint_from_env_and_sigint(tiny_dir) -> None:
     finally:
         c.close()
         proc.stop(signal.SIGKILL)
+
+
+def test_stop_while_the_grammar_compiler_warms_up_exits_cleanly(tiny_dir) -> None:
+    """A signal soon after 'engine ready' lands while the grammar warm-up thread is in
+    xgrammar's C++ code; exiting under it used to abort (std::terminate, exit -6)."""
+    for delay in (0.0, 0.1, 0.2, 0.4):
+        proc = EngineProcess(
+            ["--model", str(tiny_dir), "--device", "cpu", "--kv-cache-tokens", "1024"],
+            env={"ZMQ_ENDPOINT": f"ipc://{tiny_dir.parent}/warm-{delay}.ipc"},
+        )
+        time.sleep(delay)
+        assert proc.stop(signal.SIGINT) == 0, "".join(proc.lines[-10:])

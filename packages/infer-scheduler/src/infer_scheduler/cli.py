@@ -225,7 +225,6 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .engine import Engine
     from .options import EngineOptions
-    from .server import EngineServer
 
     try:
         options = EngineOptions(
@@ -267,7 +266,18 @@ def _serve(args: argparse.Namespace) -> int:
     if fast:
         log.info("CPU fast paths: %s", ", ".join(fast))
     engine = Engine(bundle, options)
-    engine.grammars.warm_up()  # import xgrammar, build its tokenizer table off the step loop
+    # import xgrammar, build its tokenizer table off the step loop; joined before returning:
+    # exiting while that thread is inside xgrammar's C++ aborts the process
+    warm_up = engine.grammars.warm_up()
+    try:
+        return _run(args, bundle, engine, started, options)
+    finally:
+        warm_up.join()
+
+
+def _run(args: argparse.Namespace, bundle: Any, engine: Any, started: float, options: Any) -> int:
+    from .server import EngineServer
+
     names = list(dict.fromkeys([bundle.served_name, *args.served_model_name]))
     try:
         server = EngineServer(
