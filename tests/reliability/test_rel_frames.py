@@ -61,6 +61,8 @@ def test_hostile_frames_are_logged_and_memory_stays_flat(engine):
         for frame in hostile_frames(rng, 3000):  # warm-up: allocator pools, log buffers
             attacker.send_raw(frame)
         assert ping(checker)
+        # the grammar compiler's warm-up (xgrammar, transformers: ~80 MiB) runs after ready
+        assert wait_until(lambda: "grammar compiler ready" in engine.output, 60)
         before = rss(engine.popen.pid)
         for frame in hostile_frames(rng, 30000):
             attacker.send_raw(frame)

@@ -13,8 +13,10 @@ docs/architecture.md). Invariants:
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
+import time
 from collections import OrderedDict
 from typing import Any
 
@@ -23,6 +25,7 @@ import torch
 
 from infer_protocol import Constraint
 
+log = logging.getLogger("infer_scheduler")
 DEFAULT_CACHE_SIZE = 128
 # compact JSON: a small model cannot wander into unbounded whitespace
 _SEPARATORS = (", ", ": ")
@@ -70,9 +73,14 @@ class GrammarCompiler:
 
     def warm_up(self) -> threading.Thread:
         """Build the compiler in a background thread (so the step loop never waits on it)."""
-        thread = threading.Thread(target=self._get_compiler, name="grammar-warm-up", daemon=True)
+        thread = threading.Thread(target=self._warm, name="grammar-warm-up", daemon=True)
         thread.start()
         return thread
+
+    def _warm(self) -> None:
+        started = time.monotonic()
+        self._get_compiler()
+        log.info("grammar compiler ready (%.1fs)", time.monotonic() - started)
 
     def _get_compiler(self) -> Any:
         with self._lock:

@@ -137,6 +137,8 @@ class Choice:
             while True:
                 item = await self._next(queue)
                 if isinstance(item, EngineUnavailable):
+                    # the client already sent the engine its abort; no final count will come
+                    finished = True
                     raise engine_unavailable(f"The inference engine is not available: {item}")
                 if isinstance(item, RequestError):
                     finished = True  # the engine already forgot this request
