@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from infer_server import fields
 from infer_server.config import parse_settings
 from infer_server.errors import APIError
 from infer_server.openapi import openapi_document
@@ -189,6 +190,20 @@ def test_openapi_document_is_valid_and_complete():
     assert chat["max_tokens"]["anyOf"][0]["maximum"] == 2048
     detok = exact["components"]["schemas"]["DetokenizeRequest"]["properties"]["tokens"]
     assert detok["items"]["maximum"] == 99
+
+
+@pytest.mark.parametrize(
+    ("schema_name", "honoured"),
+    [
+        ("ChatCompletionRequest", fields.CHAT_FIELDS),
+        ("CompletionRequest", fields.COMPLETION_FIELDS),
+    ],
+)
+def test_openapi_declares_every_honoured_and_no_effect_field(schema_name, honoured):
+    """The document forbids extra properties, so a field the gateway honours must be in it."""
+    props = openapi_document()["components"]["schemas"][schema_name]["properties"]
+    assert set(honoured) | set(fields.NO_EFFECT) <= set(props)
+    assert not set(fields.NOT_SUPPORTED) & set(props)
 
 
 @pytest.mark.parametrize(

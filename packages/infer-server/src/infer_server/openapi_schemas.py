@@ -76,15 +76,92 @@ _SAMPLING = {
 }
 
 _TEXT_PART = obj({"type": {"const": "text"}, "text": STR}, ["type", "text"])
-_MESSAGE = obj(
+_CONTENT = {"anyOf": [STR, {"type": "array", "items": _TEXT_PART}]}
+_JSON_OBJECT = {"type": "object"}  # any JSON Schema; the gateway checks it (structured.py)
+_TOOL_CALL = obj(
     {
-        "role": {"enum": ["system", "user", "assistant", "developer"]},
-        "content": {"anyOf": [STR, {"type": "array", "items": _TEXT_PART}]},
-        "name": STR,
+        "id": STR,
+        "type": {"const": "function"},
+        "function": obj({"name": STR, "arguments": STR}, ["name", "arguments"]),
     },
-    ["role", "content"],
-    extra=False,
+    ["id", "type", "function"],
 )
+_MESSAGE = {
+    "anyOf": [
+        obj(
+            {"role": {"enum": ["system", "user", "developer"]}, "content": _CONTENT, "name": STR},
+            ["role", "content"],
+            extra=False,
+        ),
+        obj(
+            {
+                "role": {"const": "assistant"},
+                "content": _nullable(_CONTENT),
+                "name": STR,
+                "tool_calls": _nullable({"type": "array", "items": _TOOL_CALL}),
+            },
+            ["role"],
+            extra=False,
+        ),
+        obj(
+            {"role": {"const": "tool"}, "content": _CONTENT, "tool_call_id": STR},
+            ["role", "content", "tool_call_id"],
+            extra=False,
+        ),
+    ]
+}
+_TOOL = obj(
+    {
+        "type": {"const": "function"},
+        "function": obj(
+            {"name": STR, "description": STR, "parameters": _JSON_OBJECT, "strict": _BOOL},
+            ["name"],
+        ),
+    },
+    ["type", "function"],
+)
+_TOOL_CHOICE = _nullable(
+    {
+        "anyOf": [
+            {"enum": ["none", "auto", "required"]},
+            obj(
+                {"type": {"const": "function"}, "function": obj({"name": STR}, ["name"])},
+                ["type", "function"],
+            ),
+        ]
+    }
+)
+_RESPONSE_FORMAT = _nullable(
+    {
+        "anyOf": [
+            obj({"type": {"enum": ["text", "json_object"]}}, ["type"], extra=False),
+            obj(
+                {
+                    "type": {"const": "json_schema"},
+                    "json_schema": obj(
+                        {
+                            "name": STR,
+                            "description": STR,
+                            "schema": _JSON_OBJECT,
+                            "strict": _nullable(_BOOL),
+                        },
+                        ["name"],
+                        extra=False,
+                    ),
+                },
+                ["type", "json_schema"],
+                extra=False,
+            ),
+        ]
+    }
+)
+# vLLM's extension fields on /v1/completions (structured.GUIDED_FIELDS)
+_GUIDED = {
+    "guided_json": _nullable(_JSON_OBJECT),
+    "guided_regex": _nullable(STR),
+    "guided_choice": _nullable({"type": "array", "minItems": 1, "items": STR}),
+    "guided_grammar": _nullable(STR),
+}
 _TOKEN_IDS = {"type": "array", "minItems": 1, "items": TOKEN_ID}
 _TOP = obj(
     {"token": STR, "logprob": _NUM, "bytes": {"type": "array", "items": _INT}},
@@ -113,7 +190,7 @@ _COMPLETION_LOGPROBS = _nullable(
         }
     )
 )
-_FINISH = _nullable({"enum": ["stop", "length"]})
+_FINISH = _nullable({"enum": ["stop", "length", "tool_calls"]})
 
 SCHEMAS: dict[str, dict] = {
     "Error": obj(
@@ -133,6 +210,10 @@ SCHEMAS: dict[str, dict] = {
             "logprobs": _nullable(_BOOL),
             "top_logprobs": _nullable({"type": "integer", "minimum": 0, "maximum": 20}),
             "add_generation_prompt": _nullable(_BOOL),
+            "response_format": _RESPONSE_FORMAT,
+            "tools": _nullable({"type": "array", "items": _TOOL}),
+            "tool_choice": _TOOL_CHOICE,
+            "parallel_tool_calls": _nullable(_BOOL),
             **_SAMPLING,
         },
         ["model", "messages"],
@@ -151,6 +232,9 @@ SCHEMAS: dict[str, dict] = {
             },
             "logprobs": _nullable({"type": "integer", "minimum": 0, "maximum": 20}),
             "echo": _nullable(_BOOL),
+            "best_of": _nullable({"type": "integer", "minimum": 1, "maximum": 8}),
+            "response_format": _RESPONSE_FORMAT,
+            **_GUIDED,
             **_SAMPLING,
         },
         ["model", "prompt"],
@@ -187,7 +271,12 @@ SCHEMAS: dict[str, dict] = {
                     {
                         "index": _INT,
                         "message": obj(
-                            {"role": {"const": "assistant"}, "content": STR}, ["role", "content"]
+                            {
+                                "role": {"const": "assistant"},
+                                "content": _nullable(STR),
+                                "tool_calls": {"type": "array", "items": _TOOL_CALL},
+                            },
+                            ["role", "content"],
                         ),
                         "logprobs": _CHAT_LOGPROBS,
                         "finish_reason": _FINISH,
@@ -319,6 +408,7 @@ SCHEMAS: dict[str, dict] = {
                     "model": _nullable(MODEL),
                     "messages": {"type": "array", "minItems": 1, "items": _MESSAGE},
                     "add_generation_prompt": _nullable(_BOOL),
+                    "tools": _nullable({"type": "array", "items": _TOOL}),
                 },
                 ["messages"],
                 extra=False,
