@@ -6,6 +6,8 @@ import os
 import signal
 import socket
 import stat
+import subprocess
+import sys
 import time
 
 import ormsgpack
@@ -221,3 +223,17 @@ def test_stop_while_the_grammar_compiler_warms_up_exits_cleanly(tiny_dir) -> Non
         )
         time.sleep(delay)
         assert proc.stop(signal.SIGINT) == 0, "".join(proc.lines[-10:])
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"), [("--queue-capacity", "0"), ("--float32-min-batch", "-1")]
+)
+def test_flag_values_the_engine_cannot_honour_end_it_with_status_2(tiny_dir, flag, value) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "infer_scheduler.cli", "--model", str(tiny_dir), flag, value],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert flag.removeprefix("--").replace("-", "_") in done.stderr or flag in done.stderr

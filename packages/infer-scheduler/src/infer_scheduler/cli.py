@@ -242,6 +242,9 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"infer-scheduler: error: {exc}", file=sys.stderr)
         return 2
+    if args.float32_min_batch < 0:
+        print("infer-scheduler: error: --float32-min-batch must be >= 0", file=sys.stderr)
+        return 2
     if args.seed is not None:
         torch.manual_seed(args.seed)
     if args.threads is not None:
@@ -260,7 +263,7 @@ def _serve(args: argparse.Namespace) -> int:
         bundle.model,
         bundle.dtype,
         args.int8_max_batch,
-        max(0, args.float32_min_batch),
+        args.float32_min_batch,
         int4_wanted(args.int4_decode, bundle.linear_qtype),
     )
     if fast:

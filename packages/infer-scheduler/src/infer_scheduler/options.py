@@ -47,8 +47,8 @@ class EngineOptions:
             raise ValueError("gpu_memory_utilization must be in (0, 1]")
         if self.block_size < 1:
             raise ValueError("block_size must be >= 1")
-        if self.queue_capacity < 0:
-            raise ValueError("queue_capacity must be >= 0")
+        if self.queue_capacity < 1:  # 0 would refuse every request as overloaded
+            raise ValueError("queue_capacity must be >= 1")
         if self.compile not in COMPILE_MODES:
             raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}")
         if not self.compile_buckets or min(self.compile_buckets) < 1:
