@@ -20,6 +20,13 @@ from infer_protocol.defaults import (
     endpoint_from_env,
     port_number,
 )
+from infer_server.radix_router import (
+    DEFAULT_BALANCE_ABS,
+    DEFAULT_BALANCE_REL,
+    DEFAULT_CACHE_THRESHOLD,
+    DEFAULT_MAX_TREE_TOKENS,
+)
+from infer_server.routing_flags import add_routing_thresholds
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,20 @@ class Settings:
     engine_dead_after: float = 3.0
     shutdown_timeout: float = SHUTDOWN_TIMEOUT_S
     rate_limit: int | None = None
+    routing_cache_threshold: float = DEFAULT_CACHE_THRESHOLD
+    routing_balance_abs: int = DEFAULT_BALANCE_ABS
+    routing_balance_rel: float = DEFAULT_BALANCE_REL
+    routing_max_tree_tokens: int = DEFAULT_MAX_TREE_TOKENS
+
+    @property
+    def router_options(self) -> dict[str, float]:
+        """The thresholds of `cache_aware` routing, as `routing.make_router` takes them."""
+        return {
+            "cache_threshold": self.routing_cache_threshold,
+            "balance_abs": self.routing_balance_abs,
+            "balance_rel": self.routing_balance_rel,
+            "max_tree_tokens": self.routing_max_tree_tokens,
+        }
 
 
 def _positive_float(text: str) -> float:
@@ -140,6 +161,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default="auto",
         help="format of the model's tool calls (auto: chosen from the chat template)",
     )
+    add_routing_thresholds(p, env)
     return p
 
 
@@ -175,4 +197,8 @@ def parse_settings(
         ping_interval=min(0.5, float(args.engine_ping_timeout) / 3),
         shutdown_timeout=float(args.shutdown_timeout),
         rate_limit=int(args.rate_limit) if args.rate_limit else None,
+        routing_cache_threshold=float(args.routing_cache_threshold),
+        routing_balance_abs=int(args.routing_balance_abs),
+        routing_balance_rel=float(args.routing_balance_rel),
+        routing_max_tree_tokens=int(args.routing_max_tree_tokens),
     )

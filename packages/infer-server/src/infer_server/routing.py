@@ -72,9 +72,20 @@ def least_loaded(candidates: Sequence[EngineLoad]) -> EngineLoad:
     return min(candidates, key=lambda c: (c.load, c.kv_use, c.engine_id))
 
 
-def make_router(policy: str) -> Router:
-    """The router for a `--routing` value; ValueError naming the choices otherwise."""
+def make_router(policy: str, **options: float) -> Router:
+    """The router for a `--routing` value; ValueError naming the choices otherwise.
+
+    `options` are the thresholds of `cache_aware` (cache_threshold, balance_abs,
+    balance_rel, max_tree_tokens; see radix_router.CacheAware); the other
+    policies have none and ignore them, so the gateway can pass its settings
+    whatever the policy.
+    """
+    from infer_server.radix_router import CacheAware  # it imports EngineLoad from here
+
+    if policy == "cache_aware":
+        return CacheAware(**options)  # type: ignore[arg-type]
     factories = {"least_loaded": LeastLoaded, "round_robin": RoundRobin}
     if policy not in factories:
-        raise ValueError(f"unknown routing policy {policy!r}; choose from {', '.join(factories)}")
+        names = ", ".join(["cache_aware", *factories])
+        raise ValueError(f"unknown routing policy {policy!r}; choose from {names}")
     return factories[policy]()
