@@ -7,6 +7,11 @@ FAIL400 get a 400 error, FAILMID an error event mid-stream, CUT a stream
 closed without a finish, SLOW waits 2 s before the first chunk, BADJSON and
 BADSHAPE send malformed chunks. /tokenize counts whitespace-separated words.
 GET /stats gives the received bodies and the most streams in flight at once.
+With --cache it plays a prefix cache over words: a prompt's hits are its
+longest word prefix shared with an earlier prompt, reported as usage
+prompt_tokens_details.cached_tokens and summed in GET /v1/metrics ("cache":
+{"hits", "misses"}, as infer's gateway does); with --fail-turn T a chat
+request whose last message contains "turn T:" gets a 400.
 """
 
 from __future__ import annotations
@@ -23,8 +28,27 @@ from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Route
 
 
-def make_app(delay: float, tokenize: bool, api_key: str | None) -> Starlette:
-    state = {"bodies": [], "inflight": 0, "max_inflight": 0}
+def make_app(
+    delay: float,
+    tokenize: bool,
+    api_key: str | None,
+    cache: bool = False,
+    fail_turn: int | None = None,
+) -> Starlette:
+    state = {"bodies": [], "inflight": 0, "max_inflight": 0, "hits": 0, "misses": 0}
+    seen: list[list[str]] = []
+
+    def cached_words(words: list[str]) -> int:
+        best = 0
+        for old in seen:
+            n = 0
+            while n < min(len(old), len(words)) and old[n] == words[n]:
+                n += 1
+            best = max(best, n)
+        seen.append(words)
+        state["hits"] += best
+        state["misses"] += len(words) - best
+        return best
 
     def prompt_text(body: dict) -> str:
         if "messages" in body:
@@ -43,6 +67,9 @@ def make_app(delay: float, tokenize: bool, api_key: str | None) -> Starlette:
     async def stats(request: Request) -> JSONResponse:
         return JSONResponse(state)
 
+    async def metrics(request: Request) -> JSONResponse:
+        return JSONResponse({"cache": {"hits": state["hits"], "misses": state["misses"]}})
+
     async def tokenize_route(request: Request) -> JSONResponse:
         body = await request.json()
         words = body["prompt"].split()
@@ -58,6 +85,10 @@ def make_app(delay: float, tokenize: bool, api_key: str | None) -> Starlette:
         text = prompt_text(body)
         if "FAIL400" in text:
             return error(400, "prompt asked for a failure")
+        last = body["messages"][-1]["content"] if "messages" in body else ""
+        if fail_turn is not None and f"turn {fail_turn}:" in last:
+            return error(400, f"turn {fail_turn} fails")
+        cached = cached_words(text.split()) if cache else None
         chat = request.url.path.endswith("/chat/completions")
         n = int(body.get("max_tokens", 16))
 
@@ -93,6 +124,8 @@ def make_app(delay: float, tokenize: bool, api_key: str | None) -> Starlette:
                     yield chunk(f"w{i} ")
                 yield chunk(None, "length")
                 usage = {"prompt_tokens": len(text.split()), "completion_tokens": n}
+                if cached is not None:
+                    usage["prompt_tokens_details"] = {"cached_tokens": cached}
                 yield "data: " + json.dumps({"id": "x", "choices": [], "usage": usage}) + "\n\n"
                 yield "data: [DONE]\n\n"
             finally:
@@ -109,6 +142,8 @@ def make_app(delay: float, tokenize: bool, api_key: str | None) -> Starlette:
     ]
     if tokenize:
         routes.append(Route("/tokenize", tokenize_route, methods=["POST"]))
+    if cache:
+        routes.append(Route("/v1/metrics", metrics))
     return Starlette(routes=routes)
 
 
@@ -118,11 +153,13 @@ def main() -> None:
     parser.add_argument("--delay-ms", type=float, default=10.0)
     parser.add_argument("--no-tokenize", dest="tokenize", action="store_false")
     parser.add_argument("--api-key")
+    parser.add_argument("--cache", action="store_true")
+    parser.add_argument("--fail-turn", type=int)
     args = parser.parse_args()
     config = Config()
     config.bind = [f"127.0.0.1:{args.port}"]
     config.accesslog = None
-    app = make_app(args.delay_ms / 1000.0, args.tokenize, args.api_key)
+    app = make_app(args.delay_ms / 1000.0, args.tokenize, args.api_key, args.cache, args.fail_turn)
     asyncio.run(serve(app, config))
 
 

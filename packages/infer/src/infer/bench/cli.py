@@ -86,6 +86,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help='JSONL prompts instead of synthetic ones: {"prompt": str} or {"messages": [...]}',
     )
     add(
+        "--turns",
+        type=_positive,
+        default=1,
+        metavar="K",
+        help="multi-turn conversations of K turns (chat): each turn resends the whole history "
+        "with the model's answers; conversations interleave over the streams (default: 1, "
+        "single requests)",
+    )
+    add(
+        "--conversations",
+        type=_positive,
+        metavar="N",
+        help="conversations per level with --turns (default: --requests / --turns, rounded up); "
+        "a level then sends N x K requests",
+    )
+    add(
         "--shared-prefix-len",
         type=_non_negative,
         default=0,

@@ -45,6 +45,13 @@ def table(levels: list[LevelSummary]) -> str:
         )
         rows.append("  ".join(c.rjust(w) for c, (_, w) in zip(cells, COLUMNS, strict=True)))
     for s in levels:
+        cache = s.prefix_cache
+        if cache and cache.get("hit_rate") is not None:
+            rows.append(
+                f"concurrency {s.concurrency}: prefix cache hit rate {100 * cache['hit_rate']:.1f}%"
+                f" ({cache['hits']} of {cache['queries']} prompt tokens, server /v1/metrics)"
+            )
+    for s in levels:
         for message, count in s.errors.items():
             rows.append(f"concurrency {s.concurrency}: {count} failed: {message}")
     return "\n".join(rows)

@@ -29,6 +29,7 @@ class RequestResult:
     chunks: int = 0
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    cached_tokens: int | None = None  # usage.prompt_tokens_details.cached_tokens
     output_tokens: int = 0
 
 
@@ -111,6 +112,9 @@ async def stream_request(
                 if isinstance(usage, dict):
                     result.prompt_tokens = usage.get("prompt_tokens")
                     result.completion_tokens = usage.get("completion_tokens")
+                    details = usage.get("prompt_tokens_details")
+                    if isinstance(details, dict):
+                        result.cached_tokens = details.get("cached_tokens")
                 choices = chunk.get("choices")
                 if isinstance(choices, list) and choices and isinstance(choices[0], dict):
                     finished = finished or bool(choices[0].get("finish_reason"))

@@ -60,6 +60,8 @@ class LevelSummary:
     token_count_source: str
     server_prompt_tokens: int | None
     server_completion_tokens: int | None
+    server_cached_tokens: int | None = None  # sum of usage cached_tokens, when all report it
+    prefix_cache: dict | None = None  # {"hits", "queries", "hit_rate"} from GET /v1/metrics
 
     def to_dict(self) -> dict:
         """A JSON-ready dict."""
@@ -67,7 +69,11 @@ class LevelSummary:
 
 
 def summarize(
-    concurrency: int, results: list[RequestResult], duration_s: float, token_source: str
+    concurrency: int,
+    results: list[RequestResult],
+    duration_s: float,
+    token_source: str,
+    prefix_cache: dict | None = None,
 ) -> LevelSummary:
     """Summarize `results` (output_tokens already counted) of a level that took `duration_s`."""
     done = [r for r in results if r.ok]
@@ -91,4 +97,6 @@ def summarize(
         token_count_source=token_source,
         server_prompt_tokens=_sum_or_none([r.prompt_tokens for r in done]),
         server_completion_tokens=_sum_or_none([r.completion_tokens for r in done]),
+        server_cached_tokens=_sum_or_none([r.cached_tokens for r in done]),
+        prefix_cache=prefix_cache,
     )

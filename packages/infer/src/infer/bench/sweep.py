@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 import attrs
 import httpx
 
-from infer.bench import prompts, tokens
+from infer.bench import cache, prompts, tokens
+from infer.bench.conversations import make_conversations, run_conversations
 from infer.bench.load import Progress, run_level
 from infer.bench.sse import error_message
 from infer.bench.stats import LevelSummary, summarize
@@ -90,6 +91,19 @@ def _items(args, count: int, tokens_per_word: float) -> list[dict]:
     return prompts.synthetic_items(count, args.input_len, tokens_per_word, args.seed)
 
 
+def check_turns(args: argparse.Namespace) -> int:
+    """Conversations per level (0 without --turns); raises BenchError on flags that conflict."""
+    if args.turns == 1:
+        if args.conversations is not None:
+            raise BenchError("--conversations needs --turns 2 or more")
+        return 0
+    if args.endpoint != "chat":
+        raise BenchError("--turns needs --endpoint chat (a conversation is a list of messages)")
+    if args.dataset:
+        raise BenchError("--turns makes its own conversations; it cannot use --dataset")
+    return args.conversations or -(-args.requests // args.turns)
+
+
 def _bodies(args, model: str, items: list[dict], prefix: str) -> list[dict]:
     try:
         return [
@@ -111,6 +125,7 @@ def _bodies(args, model: str, items: list[dict], prefix: str) -> list[dict]:
 async def bench(args: argparse.Namespace, outcome: Outcome) -> None:
     """Run the warmup and the sweep, filling `outcome`; raises BenchError on bad setup."""
     root = base_url(args.url)
+    conversations = check_turns(args)
     for path in (args.json_path, args.plot_path):
         if path and not Path(path).resolve().parent.is_dir():
             raise BenchError(f"cannot write {path}: its directory does not exist")
@@ -126,7 +141,8 @@ async def bench(args: argparse.Namespace, outcome: Outcome) -> None:
         if counter is None:
             print(f"infer bench: no tokenizer; counting {source}", file=sys.stderr)
         per_word = await _tokens_per_word(counter)
-        total = args.warmup + args.requests * len(args.concurrency)
+        singles = 0 if conversations else args.requests * len(args.concurrency)
+        total = args.warmup + singles
         prefix = prompts.shared_prefix(args.shared_prefix_len, per_word, args.seed)
         bodies = _bodies(args, model, _items(args, total, per_word), prefix)
         config = {k: v for k, v in vars(args).items() if k != "api_key" and not callable(v)}
@@ -138,15 +154,39 @@ async def bench(args: argparse.Namespace, outcome: Outcome) -> None:
             config=config,
             started_at=started,
         )
+        if conversations:
+            outcome.meta["conversations"] = {"per_level": conversations, "turns": args.turns}
         path = "/v1/chat/completions" if args.endpoint == "chat" else "/v1/completions"
         url = root + path
         if args.warmup:
             warm = Progress("warmup", args.warmup)
             await run_level(client, url, headers, bodies[: args.warmup], args.concurrency[0], warm)
+
+        def body_for(messages: list[dict]) -> dict:
+            return _bodies(args, model, [{"messages": messages}], "")[0]
+
         for n, concurrency in enumerate(args.concurrency):
-            start = args.warmup + n * args.requests
-            progress = Progress(f"concurrency {concurrency}", args.requests)
-            chunk = bodies[start : start + args.requests]
-            results, duration = await run_level(client, url, headers, chunk, concurrency, progress)
+            before = await cache.counters(client, root, headers)
+            if conversations:
+                convs = make_conversations(
+                    conversations,
+                    args.turns,
+                    prompts.words_for_tokens(args.input_len, per_word),
+                    prefix,
+                    args.seed,
+                    n,
+                )
+                progress = Progress(f"concurrency {concurrency}", conversations * args.turns)
+                results, duration = await run_conversations(
+                    client, url, headers, convs, body_for, concurrency, progress
+                )
+            else:
+                start = args.warmup + n * args.requests
+                progress = Progress(f"concurrency {concurrency}", args.requests)
+                chunk = bodies[start : start + args.requests]
+                results, duration = await run_level(
+                    client, url, headers, chunk, concurrency, progress
+                )
+            hits = cache.delta(before, await cache.counters(client, root, headers))
             used = await tokens.count_outputs(counter, results)
-            outcome.levels.append(summarize(concurrency, results, duration, used))
+            outcome.levels.append(summarize(concurrency, results, duration, used, hits))
