@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import torch
 
-from infer_worker import AttentionMetadata, KVCache, ModelBundle
-from infer_worker.model import LlamaModel
+from infer_worker import AttentionMetadata, CausalLM, KVCache, ModelBundle
 
 
 def greedy(
-    model: LlamaModel, bundle: ModelBundle, prompts: list[list[int]], steps: int
+    model: CausalLM, bundle: ModelBundle, prompts: list[list[int]], steps: int
 ) -> tuple[list[list[int]], torch.Tensor]:
     """Greedy tokens of every prompt decoded together (one batched decode per step),
     and the float32 logits of the first sampled step [len(prompts), vocab]."""

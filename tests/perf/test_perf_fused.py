@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from infer_worker import fused_cpu
-from infer_worker.model import RMSNorm
-from infer_worker.rope import apply_rotary
+from infer_worker.models.layers import RMSNorm
+from infer_worker.models.rotary import apply_rotary
 
 
 def _close(got: torch.Tensor, want: torch.Tensor) -> None:

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from infer_worker.heap import malloc_stats
-from infer_worker.model import Linear
+from infer_worker.models.layers import Linear
 from infer_worker.onednn_rows import bucket_rows, packed_linear
 
 

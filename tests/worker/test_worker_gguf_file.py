@@ -223,7 +223,7 @@ def test_rope_freqs_tensor_gives_llama3_scaling(tmp_path: Path) -> None:
     """Llama 3 GGUFs carry rope scaling as a rope_freqs tensor of per-frequency divisors."""
     from test_worker_tiny_llama import PROMPT, hf_logits
 
-    from infer_worker.rope import inv_frequencies
+    from infer_worker.models.rotary import inv_frequencies
 
     hf = write_tiny_llama(tmp_path / "hf", seed=4)
     config = json.loads((hf / "config.json").read_text())
@@ -236,8 +236,8 @@ def test_rope_freqs_tensor_gives_llama3_scaling(tmp_path: Path) -> None:
     }
     config.update(rope_scaling=scaling, rope_theta=500000.0)
     (hf / "config.json").write_text(json.dumps(config))
-    plain = inv_frequencies(config["head_dim"], 500000.0, None)
-    scaled = inv_frequencies(config["head_dim"], 500000.0, scaling)
+    plain, _ = inv_frequencies(config["head_dim"], 500000.0, None)
+    scaled, _ = inv_frequencies(config["head_dim"], 500000.0, scaling)
     factors = (plain / scaled).numpy().astype(np.float32)
     assert (factors > 1).any()
     path = tmp_path / "llama3.gguf"

@@ -1,19 +1,19 @@
-"""Model code for infer: Llama-family decoder, loaders, paged attention, sampling."""
+"""Model code for infer: the decoder families (models/), loaders, paged attention, sampling."""
 
 from .config import ModelConfig
 from .errors import ModelLoadError
 from .kv_cache import KVCache
 from .loader import ModelBundle, load_model
 from .metadata import AttentionMetadata
-from .model import LlamaModel
+from .models.decoder import CausalLM
 from .sampler import SampleOutput, Sampler, make_generator
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AttentionMetadata",
+    "CausalLM",
     "KVCache",
-    "LlamaModel",
     "ModelBundle",
     "ModelConfig",
     "ModelLoadError",
