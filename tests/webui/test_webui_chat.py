@@ -250,3 +250,71 @@ def test_broken_streams_are_reported(gateway: Gateway, desktop: Watched) -> None
     expect(page.locator(".msg.error").nth(1)).to_contain_text("The stream failed: engine crashed")
     assert page.locator(".msg.assistant .text").last.inner_text() == "half"
     assert page.is_enabled("#send") and page.is_disabled("#stop")
+
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather in a city",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "minLength": 1, "maxLength": 12}},
+            "required": ["city"],
+        },
+    },
+}
+
+
+def test_tool_calls_are_shown_and_answered_with_results(
+    gateway: Gateway, desktop: Watched, artifacts: Path
+) -> None:
+    page = open_chat(desktop, gateway.url)
+    bodies = chat_bodies(desktop)
+    page.click("#clear")
+    page.fill("#tools", "[not json")
+    page.fill("#prompt", "Weather in Paris?")
+    page.click("#send")
+    expect(page.locator("#notice")).to_contain_text("Tools must be a JSON array")
+    assert bodies == [] and page.locator(".msg").count() == 0  # nothing was sent
+
+    page.fill("#tools", json.dumps([WEATHER_TOOL]))
+    page.select_option("#tool-choice", "required")  # the grammar makes even a tiny model call
+    page.fill("#max-tokens", "64")
+    page.click("#send")
+    reply = last_reply(page)
+    reply.locator(".meta[data-finish]").wait_for()
+    assert reply.locator(".meta").get_attribute("data-finish") == "tool_calls"
+    call = reply.locator(".tool-call")
+    assert call.count() == 1
+    assert call.locator(".tool-name").inner_text() == "get_weather()"
+    arguments = json.loads(call.locator("pre").inner_text())
+    assert isinstance(arguments["city"], str) and 1 <= len(arguments["city"]) <= 12
+    call_id = call.get_attribute("data-call-id")
+    assert call_id.startswith("call_")
+    assert bodies[0]["tools"] == [WEATHER_TOOL] and bodies[0]["tool_choice"] == "required"
+    expect(page.locator("#notice")).to_contain_text("get_weather(): your next message")
+
+    # the next message is the call's result; the model is asked again with the whole history
+    page.select_option("#tool-choice", "none")
+    page.fill("#prompt", "sunny, 21 C")
+    page.click("#send")
+    last_reply(page).locator(".meta[data-finish]").wait_for()
+    assert page.locator(".msg.tool .text").inner_text() == "sunny, 21 C"
+    sent = bodies[1]["messages"]
+    assert [m["role"] for m in sent] == ["user", "assistant", "tool"]
+    assert sent[1]["content"] is None and sent[1]["tool_calls"][0]["id"] == call_id
+    assert json.loads(sent[1]["tool_calls"][0]["function"]["arguments"]) == arguments
+    assert sent[2] == {"role": "tool", "tool_call_id": call_id, "content": "sunny, 21 C"}
+    assert bodies[1]["tool_choice"] == "none"
+    assert last_reply(page).locator(".meta").get_attribute("data-finish") in ("length", "stop")
+    expect(page.locator("#notice")).to_be_hidden()
+    page.screenshot(path=str(artifacts / "chat-tools.png"), full_page=True)
+
+    # the calls survive a reload of the tab
+    page.reload()
+    page.wait_for_function(MODEL_READY)
+    assert page.locator(".tool-call .tool-name").inner_text() == "get_weather()"
+    page.click("#clear")
+    page.fill("#tools", "")
+    assert desktop.errors == []

@@ -1,5 +1,7 @@
 // The chat page: model picker, settings, streamed replies with Stop, and
-// per-reply time to first token and tokens per second. The conversation
+// per-reply time to first token and tokens per second. With tools set, a
+// reply's tool calls are shown, and the next messages are sent as their
+// results (one per call, in order) before the model is asked again. The conversation
 // lives in this tab only (see transcript.js); a failed turn is shown but not
 // sent again.
 
@@ -19,6 +21,8 @@ function createChat(doc) {
     temperature: $("temperature"),
     temperatureValue: $("temperature-value"),
     maxTokens: $("max-tokens"),
+    tools: $("tools"),
+    toolChoice: $("tool-choice"),
     clear: $("clear"),
     messages: $("messages"),
     emptyHint: $("empty-hint"),
@@ -29,6 +33,7 @@ function createChat(doc) {
     stop: $("stop"),
   };
   const history = [];
+  const pending = []; // tool calls of the last reply still waiting for a result: {id, name}
   const list = messageList(ui.messages, ui.emptyHint);
   let preferredModel = "";
   let controller = null;
@@ -54,7 +59,10 @@ function createChat(doc) {
         system: ui.system.value,
         temperature: ui.temperature.value,
         maxTokens: ui.maxTokens.value,
+        tools: ui.tools.value,
+        toolChoice: ui.toolChoice.value,
       },
+      pending,
     });
   }
 
@@ -66,8 +74,33 @@ function createChat(doc) {
     if (typeof settings.system === "string") ui.system.value = settings.system;
     if (settings.temperature != null) ui.temperature.value = settings.temperature;
     if (settings.maxTokens != null) ui.maxTokens.value = settings.maxTokens;
+    if (typeof settings.tools === "string") ui.tools.value = settings.tools;
+    if (settings.toolChoice) ui.toolChoice.value = settings.toolChoice;
     history.push(...saved.history);
+    if (Array.isArray(saved.pending)) pending.push(...saved.pending);
     for (const entry of saved.entries) list.add(entry.role, entry.text, entry);
+    if (pending.length) showPending();
+  }
+
+  function showPending() {
+    showNotice(`The model called ${pending[0].name}(): your next message is sent as its result.`);
+  }
+
+  /** The tools field as an array ([] when empty), or {error}. */
+  function readTools() {
+    const text = ui.tools.value.trim();
+    if (!text) return [];
+    let tools;
+    try {
+      tools = JSON.parse(text);
+    } catch (error) {
+      return { error: `Tools must be a JSON array of tool definitions: ${error.message}` };
+    }
+    const valid = (t) => t && typeof t === "object" && t.function && typeof t.function.name === "string";
+    if (!Array.isArray(tools) || !tools.every(valid)) {
+      return { error: "Tools must be a JSON array of {\"type\": \"function\", \"function\": {\"name\": ...}} objects." };
+    }
+    return tools;
   }
 
   function setBusy(active) {
@@ -146,7 +179,16 @@ function createChat(doc) {
       return { error: "Temperature must be a number of at least 0." };
     }
     if (!ui.model.value) return { error: "No model is available yet." };
-    return { model: ui.model.value, maxTokens, temperature, system: ui.system.value.trim() };
+    const tools = readTools();
+    if (tools.error) return tools;
+    return {
+      model: ui.model.value,
+      maxTokens,
+      temperature,
+      system: ui.system.value.trim(),
+      tools,
+      toolChoice: ui.toolChoice.value,
+    };
   }
 
   async function send() {
@@ -158,31 +200,53 @@ function createChat(doc) {
       showNotice(settings.error);
       return;
     }
-    const turn = { role: "user", content: text };
+    const call = pending.shift();
+    const turn = call
+      ? { role: "tool", tool_call_id: call.id, content: text }
+      : { role: "user", content: text };
+    const userView = list.add(turn.role, text);
+    if (call) userView.setMeta(`result of ${call.name}()`);
+    ui.prompt.value = "";
+    if (pending.length) {
+      // more calls to answer first: the model is asked once all results are in
+      history.push(turn);
+      showPending();
+      persist();
+      return;
+    }
+    hideNotice();
     const messages = settings.system ? [{ role: "system", content: settings.system }] : [];
     messages.push(...history, turn);
-    const userView = list.add("user", text);
-    ui.prompt.value = "";
     const reply = list.add("assistant", "");
     reply.item.classList.add("streaming");
     const active = new AbortController();
     setBusy(active);
 
+    const request = {
+      model: settings.model,
+      messages,
+      temperature: settings.temperature,
+      max_tokens: settings.maxTokens,
+    };
+    if (settings.tools.length) {
+      request.tools = settings.tools;
+      request.tool_choice = settings.toolChoice;
+    }
     const result = await streamCompletion(
-      {
-        model: settings.model,
-        messages,
-        temperature: settings.temperature,
-        max_tokens: settings.maxTokens,
-      },
+      request,
       active.signal,
       (content) => reply.setText(content),
+      (calls) => reply.setToolCalls(calls),
     );
     setBusy(null);
     reply.item.classList.remove("streaming");
 
-    const { content, finish, failure, stats } = result;
-    if (failure && !content) {
+    const { content, toolCalls, finish, failure, stats } = result;
+    if (failure && !content && !toolCalls.length) {
+      if (call) {
+        pending.unshift(call);
+        showPending();
+      }
       reply.remove();
       userView.fail();
       userView.setMeta("not sent");
@@ -193,7 +257,12 @@ function createChat(doc) {
       return;
     }
     history.push(turn);
-    if (content) history.push({ role: "assistant", content });
+    if (toolCalls.length) {
+      history.push({ role: "assistant", content: content || null, tool_calls: toolCalls });
+      reply.setToolCalls(toolCalls);
+      pending.push(...toolCalls.map((c) => ({ id: c.id, name: c.function.name })));
+      showPending();
+    } else if (content) history.push({ role: "assistant", content });
     else reply.setText(finish === "stopped" ? "(stopped before any text)" : "(empty reply)");
     reply.setMeta(formatStats(stats), {
       ttftMs: stats.ttftMs == null ? "" : stats.ttftMs.toFixed(1),
@@ -216,6 +285,8 @@ function createChat(doc) {
   function clear() {
     stop();
     history.length = 0;
+    pending.length = 0;
+    hideNotice();
     list.clear();
     persist();
     ui.prompt.focus();
@@ -242,7 +313,7 @@ function createChat(doc) {
   ui.temperature.addEventListener("input", () => {
     ui.temperatureValue.textContent = Number(ui.temperature.value).toFixed(2);
   });
-  for (const field of [ui.model, ui.system, ui.temperature, ui.maxTokens]) {
+  for (const field of [ui.model, ui.system, ui.temperature, ui.maxTokens, ui.tools, ui.toolChoice]) {
     field.addEventListener("change", persist);
   }
   if (window.matchMedia("(max-width: 700px)").matches) ui.settings.open = false;

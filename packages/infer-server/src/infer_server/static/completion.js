@@ -28,14 +28,33 @@ export function replyStats({ started, firstAt, endedAt, chunks, usage, performan
 }
 
 /**
- * Streams one completion of `request` (model, messages, sampling fields),
- * calling onText(textSoFar) as text arrives. Never throws: resolves to
- * {content, finish, failure, status, stats, performance}, where finish is
- * "stopped" when `signal` aborted it and failure a sentence for the user.
+ * Adds one chunk's tool-call deltas (OpenAI's: the id and name first, then
+ * argument fragments, by index) to `calls`; returns true when there were any.
  */
-export async function streamCompletion(request, signal, onText) {
+export function addToolCallDeltas(calls, deltas) {
+  if (!Array.isArray(deltas)) return false;
+  for (const d of deltas) {
+    if (!d || !Number.isInteger(d.index) || d.index < 0) continue;
+    const call = (calls[d.index] ||= { id: "", type: "function", function: { name: "", arguments: "" } });
+    if (typeof d.id === "string" && d.id) call.id = d.id;
+    const fn = d.function || {};
+    if (typeof fn.name === "string") call.function.name += fn.name;
+    if (typeof fn.arguments === "string") call.function.arguments += fn.arguments;
+  }
+  return deltas.length > 0;
+}
+
+/**
+ * Streams one completion of `request` (model, messages, sampling fields, tools),
+ * calling onText(textSoFar) as text arrives and onToolCalls(calls) as tool calls
+ * do. Never throws: resolves to {content, toolCalls, finish, failure, status,
+ * stats, performance}, where finish is "stopped" when `signal` aborted it and
+ * failure a sentence for the user.
+ */
+export async function streamCompletion(request, signal, onText, onToolCalls = () => {}) {
   const run = { started: performance.now(), firstAt: null, chunks: 0, usage: null, performance: null };
   let content = "";
+  const toolCalls = [];
   let finish = null;
   let done = false;
   let failure = null;
@@ -74,6 +93,11 @@ export async function streamCompletion(request, signal, onText) {
           content += delta;
           onText(content);
         }
+        if (choice && choice.delta && addToolCallDeltas(toolCalls, choice.delta.tool_calls)) {
+          if (run.firstAt === null) run.firstAt = performance.now();
+          run.chunks += 1;
+          onToolCalls(toolCalls.filter(Boolean));
+        }
         if (choice && choice.finish_reason) finish = choice.finish_reason;
         if (chunk.usage) run.usage = chunk.usage;
         if (chunk.performance) run.performance = chunk.performance;
@@ -85,5 +109,6 @@ export async function streamCompletion(request, signal, onText) {
   if (signal.aborted) finish = "stopped";
   else if (!failure && !done && !finish) failure = "The reply was cut off: the stream ended early.";
   const stats = replyStats({ ...run, endedAt: performance.now(), finish });
-  return { content, finish, failure, status, stats, performance: run.performance };
+  const calls = toolCalls.filter(Boolean);
+  return { content, toolCalls: calls, finish, failure, status, stats, performance: run.performance };
 }

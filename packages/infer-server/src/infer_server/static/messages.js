@@ -1,11 +1,38 @@
 // The list of chat messages on the page. Each message has a plain-data entry
-// ({role, text, meta, data, failed}) that mirrors what is shown, so the list
-// can be saved and shown again. Text is set as text, never as HTML; assistant
+// ({role, text, meta, data, failed, toolCalls}) that mirrors what is shown, so
+// the list can be saved and shown again. Text is set as text, never as HTML; assistant
 // replies are shown as Markdown built from DOM nodes (markdown.js).
 
 import { renderMarkdown } from "./markdown.js";
 
-const LABELS = { user: "You", assistant: "Assistant", error: "Error" };
+const LABELS = { user: "You", assistant: "Assistant", error: "Error", tool: "Tool result" };
+
+/** The arguments of a call as shown: indented JSON when they parse, else as sent. */
+function prettyArguments(text) {
+  try {
+    return JSON.stringify(JSON.parse(text), null, 2);
+  } catch {
+    return text;
+  }
+}
+
+/** Shows `calls` ([{id, function: {name, arguments}}]) in `box`, as text nodes only. */
+function showToolCalls(box, calls) {
+  const doc = box.ownerDocument;
+  box.replaceChildren();
+  for (const call of calls || []) {
+    const item = doc.createElement("div");
+    item.className = "tool-call";
+    item.setAttribute("data-call-id", call.id || "");
+    const name = doc.createElement("span");
+    name.className = "tool-name";
+    name.textContent = `${call.function.name}()`;
+    const args = doc.createElement("pre");
+    args.textContent = prettyArguments(call.function.arguments);
+    item.append(name, args);
+    box.append(item);
+  }
+}
 
 /** A message list in `box`; `emptyHint` shows while it is empty. */
 export function messageList(box, emptyHint) {
@@ -41,17 +68,24 @@ export function messageList(box, emptyHint) {
     const body = doc.createElement("div");
     body.className = "text";
     show(body, entry.role, entry.text);
+    const calls = doc.createElement("div");
+    calls.className = "tool-calls";
+    showToolCalls(calls, entry.toolCalls);
     const meta = doc.createElement("div");
     meta.className = "meta";
     meta.textContent = entry.meta;
     Object.assign(meta.dataset, entry.data);
-    item.append(label, body, meta);
+    item.append(label, body, calls, meta);
     follow(() => box.append(item));
     return {
       item,
       setText(value) {
         entry.text = value;
         follow(() => show(body, entry.role, value));
+      },
+      setToolCalls(value) {
+        entry.toolCalls = value.map((c) => ({ id: c.id, type: "function", function: { ...c.function } }));
+        follow(() => showToolCalls(calls, entry.toolCalls));
       },
       setMeta(value, data = {}) {
         for (const [key, val] of Object.entries(data)) entry.data[key] = String(val);
