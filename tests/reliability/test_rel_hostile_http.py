@@ -19,7 +19,11 @@ def gw(tiny, rel_dir):
 
 
 def post(gw: Gateway, path: str, **kw) -> httpx.Response:
-    return httpx.post(gw.url + path, timeout=60, **kw)
+    try:
+        return httpx.post(gw.url + path, timeout=60, **kw)
+    except httpx.TransportError as exc:  # say what the gateway was doing (a CI run saw one)
+        tail = "".join(gw.lines[-40:])
+        raise AssertionError(f"{exc!r}; gateway alive={gw.popen.poll() is None}:\n{tail}") from exc
 
 
 def assert_error(r: httpx.Response, status: int, param: str | tuple | None = None) -> dict:
