@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,14 +23,12 @@ from family_models import (
     write_config,
     write_family,
 )
+from served_greedy import served_greedy
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from infer_scheduler import LLM
 from infer_worker import AttentionMetadata, ModelLoadError, load_model
 from infer_worker.config import ModelConfig
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "server"))
-from server_procs import Engine, Gateway
 
 NEW_TOKENS = 48
 # Phi-3: below, at, just above and well above the switch length; 30 and 20 cross it
@@ -75,28 +72,13 @@ def test_offline_greedy_matches_transformers(family: dict) -> None:
 
 def test_http_greedy_matches_transformers(family: dict, run_dir: Path) -> None:
     name = family["name"]
-    engine = Engine(str(family["dir"]), f"ipc://{run_dir}/{name}.ipc", "--block-size", "8")
-    gateway = None
-    try:
-        engine.wait_ready()
-        gateway = Gateway(engine.endpoint).wait_ready()
-        client = gateway.openai()
-        result = client.completions.create(
-            model=name,
-            prompt=family["prompts"],
-            max_tokens=NEW_TOKENS,
-            temperature=0,
-            extra_body={"ignore_eos": True},
-        )
-        tokenizer = load_model(str(family["dir"])).tokenizer
-        texts = [c.text for c in sorted(result.choices, key=lambda c: c.index)]
-        expected = [tokenizer.decode(r, skip_special_tokens=True) for r in family["reference"]]
-        assert texts == expected
-        assert result.usage.completion_tokens == NEW_TOKENS * len(family["prompts"])
-    finally:
-        if gateway is not None:
-            gateway.stop()
-        engine.stop()
+    texts, completion_tokens = served_greedy(
+        str(family["dir"]), name, family["prompts"], NEW_TOKENS, f"ipc://{run_dir}/{name}.ipc"
+    )
+    tokenizer = load_model(str(family["dir"])).tokenizer
+    expected = [tokenizer.decode(r, skip_special_tokens=True) for r in family["reference"]]
+    assert texts == expected
+    assert completion_tokens == NEW_TOKENS * len(family["prompts"])
 
 
 def test_gemma_tied_embeddings_logits_match(tmp_path: Path) -> None:

@@ -11,7 +11,6 @@ features are checked against the HF directory in test_worker_gguf_features.py.
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,14 +19,12 @@ import pytest
 import torch
 from family_models import prompts, reference_greedy
 from gguf_families import gguf_vocab_of_default, write_hf_model
+from served_greedy import served_greedy
 from transformers import AutoModelForCausalLM
 
 from infer_scheduler import LLM
 from infer_worker import load_model
 from infer_worker.testing_gguf import write_hf_as_gguf
-
-sys.path.insert(0, str(Path(__file__).parents[1] / "server"))
-from server_procs import Engine, Gateway
 
 NEW_TOKENS = 48
 LENGTHS = [30, 50, 17]
@@ -122,24 +119,14 @@ def test_offline_greedy_from_gguf_matches_transformers(family: dict) -> None:
 
 def test_http_greedy_from_gguf_matches_transformers(family: dict, run_dir: Path) -> None:
     name = family["name"]
-    engine = Engine(str(family["gguf"]), f"ipc://{run_dir}/{name}.ipc", "--block-size", "8")
-    gateway = None
-    try:
-        engine.wait_ready()
-        gateway = Gateway(engine.endpoint).wait_ready()
-        result = gateway.openai().completions.create(
-            model=f"tiny-{name}",
-            prompt=family["prompts"],
-            max_tokens=NEW_TOKENS,
-            temperature=0,
-            extra_body={"ignore_eos": True},
-        )
-        tokenizer = load_model(str(family["gguf"])).tokenizer
-        texts = [c.text for c in sorted(result.choices, key=lambda c: c.index)]
-        expected = [tokenizer.decode(r, skip_special_tokens=True) for r in family["reference"]]
-        assert texts == expected
-        assert result.usage.completion_tokens == NEW_TOKENS * len(family["prompts"])
-    finally:
-        if gateway is not None:
-            gateway.stop()
-        engine.stop()
+    texts, completion_tokens = served_greedy(
+        str(family["gguf"]),
+        f"tiny-{name}",
+        family["prompts"],
+        NEW_TOKENS,
+        f"ipc://{run_dir}/{name}.ipc",
+    )
+    tokenizer = load_model(str(family["gguf"])).tokenizer
+    expected = [tokenizer.decode(r, skip_special_tokens=True) for r in family["reference"]]
+    assert texts == expected
+    assert completion_tokens == NEW_TOKENS * len(family["prompts"])
