@@ -11,7 +11,7 @@
 #   docker run --gpus all -p 127.0.0.1:5555:5555 infer-scheduler
 # Run a model of your own from the /models volume:
 #   docker run --gpus all -v ./models:/models infer-scheduler \
-#       --model /models/Llama-3.2-1B-Instruct --endpoint tcp://0.0.0.0:5555
+#       --model /models/Llama-3.2-1B-Instruct --endpoint tcp://0.0.0.0:5555 --insecure
 
 FROM python:3.11-slim AS build
 COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /usr/local/bin/uv
@@ -41,4 +41,6 @@ EXPOSE 5555
 HEALTHCHECK --interval=10s --timeout=5s --start-period=180s --retries=3 \
     CMD ["python", "/app/ping_engine.py", "tcp://127.0.0.1:5555"]
 ENTRYPOINT ["infer-scheduler"]
-CMD ["--model", "smollm2", "--endpoint", "tcp://0.0.0.0:5555", "--device", "auto"]
+# plaintext on every interface of the container: for a private network only
+# (keys: --curve-secret-key and --curve-clients, see docs/deployment.md)
+CMD ["--model", "smollm2", "--endpoint", "tcp://0.0.0.0:5555", "--insecure", "--device", "auto"]

@@ -67,7 +67,7 @@ def test_either_endpoint_variable_configures_both_ends():
         assert parse_settings([], env).engine_endpoint == "tcp://127.0.0.1:5999"
         assert scheduler_parser(env).parse_args([]).endpoint == "tcp://127.0.0.1:5999"
     both = {"ENGINE_ENDPOINT": "tcp://gateway-side:1", "ZMQ_ENDPOINT": "tcp://engine-side:2"}
-    assert parse_settings([], both).engine_endpoint == "tcp://gateway-side:1"
+    assert parse_settings(["--insecure"], both).engine_endpoint == "tcp://gateway-side:1"
     assert scheduler_parser(both).parse_args([]).endpoint == "tcp://engine-side:2"
     seed = {"HOST": "0.0.0.0", "PORT": "9100", "LOG_LEVEL": "WARN", "SHUTDOWN_TIMEOUT": "4"}
     s = parse_settings([], seed)

@@ -142,7 +142,7 @@ def test_settings_flags_override_env():
         "LOG_LEVEL": "DEBUG",
         "API_KEY": "k",
     }
-    s = parse_settings([], env)
+    s = parse_settings(["--insecure"], env)  # tcp://e:1 is plaintext off this machine
     assert (s.host, s.port, s.engine_endpoint, s.log_level, s.api_key) == (
         "127.0.0.9",
         9001,
@@ -151,7 +151,10 @@ def test_settings_flags_override_env():
         "k",
     )
     s = parse_settings(
-        ["--port", "9002", "--cors-origins", "http://a", "http://b", "--served-model-name", "x"],
+        [
+            *("--port", "9002", "--cors-origins", "http://a", "http://b"),
+            *("--served-model-name", "x", "--insecure"),
+        ],
         env,
     )
     assert (

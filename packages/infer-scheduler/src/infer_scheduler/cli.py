@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from infer_protocol import ModelInfo
+from infer_protocol.curve import CurveError, plaintext_refusal, server_keys
 from infer_protocol.defaults import (
     DEFAULT_ENDPOINT,
     ENDPOINT_ENV,
@@ -115,6 +116,25 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         "--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)"
     )
     p.add_argument(
+        "--curve-secret-key",
+        default=env.get("CURVE_SECRET_KEY_FILE") or None,
+        metavar="FILE",
+        help="CurveZMQ: this engine's .key_secret file from `infer keys` (CURVE_SECRET_KEY_FILE; "
+        "or the Z85 key itself in CURVE_SECRET_KEY); gateways then need an allowed key",
+    )
+    p.add_argument(
+        "--curve-clients",
+        default=env.get("CURVE_CLIENTS_DIR") or None,
+        metavar="DIR",
+        help="CurveZMQ: directory of the allowed gateways' public .key files, re-read at each "
+        "connection (CURVE_CLIENTS_DIR; or Z85 keys, comma separated, in CURVE_CLIENT_KEYS)",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a plaintext tcp:// endpoint on a non-loopback address (a private network)",
+    )
+    p.add_argument(
         "--log-level",
         default=(env.get("LOG_LEVEL") or "info").lower(),
         choices=LOG_LEVELS,
@@ -195,6 +215,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.log_level not in LOG_LEVELS:  # argparse checks choices of flags, not of defaults
         parser.error(f"LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, got {args.log_level!r}")
+    try:
+        args.curve = server_keys(args.curve_secret_key, args.curve_clients, os.environ)
+    except CurveError as exc:
+        parser.error(str(exc))
+    refusal = plaintext_refusal(
+        args.endpoint,
+        args.curve is not None,
+        args.insecure,
+        "--curve-secret-key and --curve-clients",
+    )
+    if refusal:
+        parser.error(refusal)
     logging.basicConfig(
         level=log_level_name(args.log_level),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -287,6 +319,7 @@ def _run(args: argparse.Namespace, bundle: Any, engine: Any, started: float, opt
             engine,
             args.endpoint,
             functools.partial(build_model_info, bundle, names, bundle.tokenizer.to_str()),
+            curve=args.curve,
         )
     except Exception as exc:
         log.error("could not bind %s: %s", args.endpoint, exc)
@@ -295,7 +328,7 @@ def _run(args: argparse.Namespace, bundle: Any, engine: Any, started: float, opt
     signal.signal(signal.SIGINT, server.stop)
     log.info(
         "engine ready model=%s names=%s endpoint=%s device=%s dtype=%s kv_blocks=%d block_size=%d "
-        "max_batch_tokens=%d max_running=%d prefix_cache=%s load_s=%.1f",
+        "max_batch_tokens=%d max_running=%d prefix_cache=%s curve=%s load_s=%.1f",
         args.model,
         ",".join(names),
         args.endpoint,
@@ -306,6 +339,7 @@ def _run(args: argparse.Namespace, bundle: Any, engine: Any, started: float, opt
         engine.scheduler.max_batch_tokens,
         options.max_running,
         "on" if options.enable_prefix_cache else "off",
+        "on" if args.curve else "off",
         time.monotonic() - started,
     )
     server.serve()

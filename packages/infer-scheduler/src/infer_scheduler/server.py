@@ -36,6 +36,7 @@ from infer_protocol import (
     decode,
     encode,
 )
+from infer_protocol.curve import ServerKeys, apply_server
 
 from .engine import Engine, EngineError
 from .frame_guard import BadFrameLimiter
@@ -63,6 +64,7 @@ class EngineServer:
         endpoint: str,
         model_info: Callable[[str], Message],
         idle_poll_ms: int = 100,
+        curve: ServerKeys | None = None,
     ) -> None:
         self.engine = engine
         self.endpoint = endpoint
@@ -80,6 +82,8 @@ class EngineServer:
         self.socket.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE_BYTES)
         self._bad_frames = BadFrameLimiter()
         self._other_versions: set[bytes] = set()  # peers already reported as mismatched
+        # CurveZMQ: a ZAP thread on this context lets in only allowed gateway keys
+        self._auth = apply_server(self.socket, curve) if curve is not None else None
         self._bind()
 
     def _bind(self) -> None:
@@ -237,6 +241,8 @@ class EngineServer:
             # connection closes: give it a moment to read these errors first
             time.sleep(SHUTDOWN_GRACE_S)
         self.socket.close(linger=1000)
+        if self._auth is not None:
+            self._auth.stop()
         self._ctx.term()
         path = ipc_path(self.endpoint)
         if path:

@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from infer_protocol.curve import ClientKeys, CurveError, client_keys, plaintext_refusal
 from infer_protocol.defaults import (
     DEFAULT_ENDPOINT,
     DEFAULT_HOST,
@@ -52,6 +53,7 @@ class Settings:
     routing_balance_abs: int = DEFAULT_BALANCE_ABS
     routing_balance_rel: float = DEFAULT_BALANCE_REL
     routing_max_tree_tokens: int = DEFAULT_MAX_TREE_TOKENS
+    curve: ClientKeys | None = None  # CurveZMQ keys for the engine link; None: plaintext
 
     @property
     def router_options(self) -> dict[str, float]:
@@ -99,6 +101,25 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         default=endpoint_from_env(env),
         help=f"ZeroMQ endpoint of the engine (ENGINE_ENDPOINT, else ZMQ_ENDPOINT; default "
         f"{DEFAULT_ENDPOINT})",
+    )
+    p.add_argument(
+        "--curve-secret-key",
+        default=env.get("CURVE_SECRET_KEY_FILE") or None,
+        metavar="FILE",
+        help="CurveZMQ: this gateway's .key_secret file from `infer keys` (CURVE_SECRET_KEY_FILE; "
+        "or the Z85 key itself in CURVE_SECRET_KEY)",
+    )
+    p.add_argument(
+        "--curve-server-key",
+        default=env.get("CURVE_SERVER_KEY_FILE") or None,
+        metavar="FILE",
+        help="CurveZMQ: the engine's public .key file (CURVE_SERVER_KEY_FILE; or the Z85 key "
+        "itself in CURVE_SERVER_KEY)",
+    )
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow a plaintext tcp:// engine endpoint on a non-loopback address",
     )
     p.add_argument(
         "--log-level",
@@ -180,6 +201,18 @@ def parse_settings(
         origins = tuple(o.strip() for o in env["CORS_ORIGINS"].split(",") if o.strip())
     else:
         origins = ("*",)
+    try:
+        curve = client_keys(args.curve_secret_key, args.curve_server_key, env)
+    except CurveError as exc:
+        parser.error(str(exc))
+    refusal = plaintext_refusal(
+        args.engine_endpoint,
+        curve is not None,
+        args.insecure,
+        "--curve-secret-key and --curve-server-key",
+    )
+    if refusal:
+        parser.error(refusal)
     level = "warning" if args.log_level == "warn" else args.log_level
     return Settings(
         host=args.host,
@@ -201,4 +234,5 @@ def parse_settings(
         routing_balance_abs=int(args.routing_balance_abs),
         routing_balance_rel=float(args.routing_balance_rel),
         routing_max_tree_tokens=int(args.routing_max_tree_tokens),
+        curve=curve,
     )

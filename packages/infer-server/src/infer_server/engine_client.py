@@ -43,10 +43,12 @@ from infer_protocol import (
     decode,
     encode,
 )
+from infer_protocol.curve import HANDSHAKE_FAILURES, ClientKeys, apply_client, handshake_failure
 
 from .admission import OverloadGate
 
 log = logging.getLogger("infer_server.engine")
+REFUSED_RETRY_S = 5.0  # after the engine refused this gateway's key, try again this much later
 
 
 class EngineUnavailable(Exception):
@@ -64,6 +66,7 @@ class EngineClient:
         dead_after: float = 3.0,
         hang_after: float = 30.0,
         on_model_info: Callable[[ModelInfo], None] | None = None,
+        curve: ClientKeys | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.ping_interval = ping_interval
@@ -71,6 +74,8 @@ class EngineClient:
         self.hang_after = max(hang_after, dead_after)
         self._monitor: zmq.asyncio.Socket | None = None
         self._on_model_info = on_model_info
+        self._curve = curve
+        self._refusal: str | None = None  # why the engine refused the last handshake
         self._ctx = zmq.asyncio.Context()
         self._sock: zmq.asyncio.Socket | None = None
         self._pending: dict[str, asyncio.Queue] = {}
@@ -96,8 +101,10 @@ class EngineClient:
         sock.setsockopt(zmq.RECONNECT_IVL_MAX, 1000)
         sock.setsockopt(zmq.HEARTBEAT_IVL, max(100, int(self.dead_after * 1000 / 4)))
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.dead_after * 1000))
+        if self._curve is not None:
+            apply_client(sock, self._curve)
         self._monitor = sock.get_monitor_socket(
-            zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED
+            zmq.EVENT_HANDSHAKE_SUCCEEDED | zmq.EVENT_DISCONNECTED | HANDSHAKE_FAILURES
         )
         sock.connect(self.endpoint)
         self._sock = sock
@@ -271,17 +278,40 @@ class EngineClient:
             except Exception:  # a malformed monitor frame is not worth dying for
                 continue
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._refusal = None
                 self._last_seen = loop.time()
                 log.info("engine link up at %s", self.endpoint)
                 with contextlib.suppress(EngineUnavailable):
                     self.send(Ping(request_id=self.new_id("ping")))
+            elif event & HANDSHAKE_FAILURES:
+                self._refused(event)
             elif event == zmq.EVENT_DISCONNECTED:
                 if self.connected:
                     self._mark_down(
                         "engine connection lost (exited or stopped answering heartbeats)"
                     )
                 else:
-                    self.last_error = "engine connection lost"
+                    self.last_error = self._refusal or "engine connection lost"
+
+    def _refused(self, event: int) -> None:
+        """The engine refused the handshake: say why in /ready and try again later
+        (libzmq does not reconnect after a refused key or a mechanism mismatch)."""
+        reason = handshake_failure(event, self.endpoint, self._curve is not None)
+        if reason != self._refusal:
+            log.error("%s", reason)
+        self._refusal = reason
+        if self.connected:
+            self._mark_down(reason or "engine handshake failed")
+        self.last_error = reason
+        if event != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:  # that one zmq retries by itself
+            asyncio.get_running_loop().call_later(REFUSED_RETRY_S, self._reconnect)
+
+    def _reconnect(self) -> None:
+        if self._sock is None or self._sock.closed:
+            return
+        with contextlib.suppress(zmq.ZMQError):
+            self._sock.disconnect(self.endpoint)
+        self._sock.connect(self.endpoint)
 
     def _mark_down(self, reason: str) -> None:
         log.warning("%s; failing %d open requests", reason, len(self._pending))

@@ -43,6 +43,7 @@ class Gateway:
             dead_after=settings.engine_dead_after,
             hang_after=settings.request_timeout,
             on_model_info=self._on_model_info,
+            curve=settings.curve,
         )
 
     def _on_model_info(self, info: ModelInfo) -> None:

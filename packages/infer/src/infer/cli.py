@@ -1,4 +1,4 @@
-"""Command line of `infer`: `serve`, `chat` and `bench`.
+"""Command line of `infer`: `serve`, `chat`, `bench` and `keys`.
 
 Bad arguments end the program with exit status 2 and one line on stderr.
 `infer bench` is provided by `infer.bench.cli`; if that cannot be imported
@@ -73,6 +73,25 @@ def _tools_file(path: str) -> list:
     return tools
 
 
+def write_keys(directory: Path, name: str) -> int:
+    """`infer keys DIR`: write one key pair; 1 with one line when it cannot."""
+    from infer_protocol.curve import write_keypair
+
+    if not name or "/" in name or name.startswith("."):
+        sys.stderr.write(f"infer keys: error: --name must be a plain file name, got {name!r}\n")
+        return 2
+    try:
+        public, secret = write_keypair(directory, name)
+    except OSError as exc:
+        sys.stderr.write(f"infer keys: error: {exc}\n")
+        return 1
+    sys.stdout.write(
+        f"wrote {public} (public key: copy it to the other side)\n"
+        f"wrote {secret} (secret key, mode 0600: keep it on this machine)\n"
+    )
+    return 0
+
+
 def build_parser(with_bench: bool = True) -> tuple[Parser, types.ModuleType | None, str]:
     """The parser, the bench module (or None) and why it is missing.
 
@@ -104,6 +123,19 @@ def build_parser(with_bench: bool = True) -> tuple[Parser, types.ModuleType | No
     )
     add_chat_arguments(chat_parser, dict(os.environ))
 
+    keys_parser = commands.add_parser(
+        "keys",
+        help="write a CurveZMQ key pair for an engine or a gateway on another machine",
+        description="Write NAME.key (the public key, for the other side) and NAME.key_secret "
+        "(the secret key, mode 0600, stays here) into DIR. An engine takes its .key_secret "
+        "with --curve-secret-key and the gateways' .key files in --curve-clients DIR; a "
+        "gateway takes its .key_secret and the engine's .key (--curve-server-key).",
+    )
+    keys_parser.add_argument("dir", metavar="DIR", help="directory to write into (created 0700)")
+    keys_parser.add_argument(
+        "--name", default="infer", help="file name stem, e.g. engine or gateway (default infer)"
+    )
+
     bench_cli, why = _bench_module() if with_bench else (None, "not loaded")
     bench_parser = commands.add_parser(
         "bench",
@@ -128,12 +160,14 @@ def main(argv: list[str] | None = None) -> int:
         from . import chat
 
         return chat.run(args)
+    if args.command == "keys":
+        return write_keys(Path(args.dir), args.name)
     if args.command == "bench":
         if bench_cli is None:
             sys.stderr.write(f"infer bench: error: not available ({why})\n")
             return 1
         return int(bench_cli.run(args))
-    parser.error("choose a command: serve, chat or bench")
+    parser.error("choose a command: serve, chat, bench or keys")
 
 
 if __name__ == "__main__":
