@@ -26,7 +26,7 @@ import httpx
 import psutil
 import torch
 from gguf_models import SHAPES, write_model
-from serve_and_bench import BIN, free_port
+from serving import BIN, free_port
 
 from infer_worker.gguf_reader import read_gguf
 

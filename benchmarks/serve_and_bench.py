@@ -15,16 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import signal
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
+from serving import BIN, served
 
-BIN = Path(sys.executable).parent
 METRICS = (
     ("out tok/s", "output_tokens_per_s", None),
     ("TTFT p50", "ttft_ms", "p50"),
@@ -34,48 +30,16 @@ METRICS = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def serve_and_bench(serve_args: str, bench_args: list[str], out: Path, ready_s: float) -> dict:
     """One run: the bench JSON of `infer bench` against a fresh `infer serve`."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = out.with_suffix(".serve.log").open("w")
-    server = subprocess.Popen(
-        [BIN / "infer", "serve", "--port", str(port), *shlex.split(serve_args)],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + ready_s
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"infer serve exited ({server.returncode}); see {log.name}")
-            try:
-                if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"infer serve not ready in {ready_s:g} s; see {log.name}")
-            time.sleep(0.5)
+    log = out.with_suffix(".serve.log")
+    with served(shlex.split(serve_args), log, ready_s) as (url, _):
         print(f"== infer serve {serve_args}", flush=True)
         files = ["--json", str(out.with_suffix(".json")), "--plot", str(out.with_suffix(".png"))]
         rc = subprocess.run([BIN / "infer", "bench", "--url", url, *bench_args, *files]).returncode
         if rc != 0:
             raise SystemExit(f"infer bench failed with exit status {rc}")
         return json.loads(out.with_suffix(".json").read_text())
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 def value(level: dict, field: str, key: str | None) -> float | None:

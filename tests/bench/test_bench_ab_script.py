@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "serve_and_bench.py"
 
 
 def load_script():
+    sys.path.insert(0, str(SCRIPT.parent))  # the script imports its sibling serving.py
     spec = importlib.util.spec_from_file_location("serve_and_bench", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -93,6 +93,25 @@ def test_dataset_lines(tmp_path: Path) -> None:
     ]
 
 
+def test_dataset_response_format_is_sent(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    schema = {"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "object"}}}
+    path.write_text(json.dumps({"prompt": "a", "response_format": schema}) + "\n")
+    items = load_dataset(path)
+    assert items == [{"prompt": "a", "response_format": schema}]
+    for endpoint in ("chat", "completions"):
+        body = request_body(
+            items[0],
+            endpoint=endpoint,
+            model="m",
+            prefix="",
+            max_tokens=4,
+            temperature=0,
+            ignore_eos=False,
+        )
+        assert body["response_format"] == schema
+
+
 @pytest.mark.parametrize(
     ("line", "reason"),
     [
@@ -102,6 +121,7 @@ def test_dataset_lines(tmp_path: Path) -> None:
         ('{"messages": []}', "non-empty list"),
         ('{"messages": [{"role": "user"}]}', '"content"'),
         ('{"text": "x"}', '"prompt" string or a "messages" list'),
+        ('{"prompt": "x", "response_format": "json"}', '"response_format" must be an object'),
     ],
 )
 def test_bad_dataset_line_names_file_and_line(tmp_path: Path, line: str, reason: str) -> None:

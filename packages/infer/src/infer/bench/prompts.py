@@ -2,7 +2,8 @@
 
 Invariants: the same seed gives the same prompts; every synthetic prompt is
 different (so only `--shared-prefix-len` exercises the prefix cache); a
-dataset line is either {"prompt": str} or {"messages": [{"role", "content"}]}.
+dataset line is either {"prompt": str} or {"messages": [{"role", "content"}]},
+optionally with a "response_format" object sent as it is (structured output).
 """
 
 from __future__ import annotations
@@ -62,6 +63,15 @@ def synthetic_items(count: int, input_len: int, tokens_per_word: float, seed: in
 def _check_line(obj: Any) -> dict:
     if not isinstance(obj, dict):
         raise ValueError("each line must be a JSON object")
+    item = _check_text(obj)
+    if "response_format" in obj:
+        if not isinstance(obj["response_format"], dict):
+            raise ValueError('"response_format" must be an object')
+        item["response_format"] = obj["response_format"]
+    return item
+
+
+def _check_text(obj: dict) -> dict:
     if "prompt" in obj:
         if not isinstance(obj["prompt"], str) or not obj["prompt"]:
             raise ValueError('"prompt" must be a non-empty string')
@@ -132,4 +142,6 @@ def request_body(
     )
     if ignore_eos:
         body["ignore_eos"] = True
+    if "response_format" in item:
+        body["response_format"] = item["response_format"]
     return body

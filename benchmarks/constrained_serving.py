@@ -1,0 +1,113 @@
+"""Constrained streams beside free ones, through `infer serve` and `infer bench`.
+
+Starts `infer serve` (default flags unless --serve-args), then:
+1. 32 free streams alone: `infer bench --concurrency 32`;
+2. the same 32 free streams while a second `infer bench` keeps 8 streams of
+   `response_format: json_schema` requests running beside them;
+3. time to first token of one stream at a time, the same prompts free and
+   with the (by then cached) schema.
+Prints the 32 free streams' output tok/s in 1 and 2 and the TTFT p50 of 3.
+
+    uv run python benchmarks/constrained_serving.py --out results/constrained
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+from pathlib import Path
+
+from serving import BIN, served
+
+SCHEMA = {
+    "type": "json_schema",
+    "json_schema": {
+        "name": "person",
+        "schema": {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string"},
+                "age": {"type": "integer"},
+                "tags": {"type": "array", "items": {"type": "string"}},
+            },
+            "required": ["name", "age", "tags"],
+        },
+    },
+}
+
+
+def write_dataset(path: Path, count: int, constrained: bool) -> Path:
+    lines = []
+    for i in range(count):
+        item: dict = {"prompt": f"Person {i}: describe someone you know as JSON."}
+        if constrained:
+            item["response_format"] = SCHEMA
+        lines.append(json.dumps(item))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def bench(url: str, out: Path, *args: str) -> subprocess.Popen:
+    cmd = [BIN / "infer", "bench", "--url", url, "--json", str(out), *args]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
+
+
+def level(path: Path) -> dict:
+    return json.loads(path.read_text())["levels"][0]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--serve-args", default="", help="flags of `infer serve`")
+    parser.add_argument("--out", default="constrained", help="output path prefix")
+    parser.add_argument("--requests", type=int, default=96, help="free requests per run")
+    parser.add_argument("--output-len", type=int, default=64)
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    free = ["--concurrency", "32", "--requests", str(args.requests)]
+    free += ["--output-len", str(args.output_len), "--input-len", "64"]
+    side_data = write_dataset(out.with_suffix(".side.jsonl"), 64, True)
+    side = ["--dataset", str(side_data), "--concurrency", "8"]
+    side += ["--requests", "1000", "--output-len", str(args.output_len), "--no-ignore-eos"]
+    ttft_free = write_dataset(out.with_suffix(".ttft-free.jsonl"), 12, False)
+    ttft_json = write_dataset(out.with_suffix(".ttft-json.jsonl"), 12, True)
+    one = ["--concurrency", "1", "--requests", "12"]
+    one += ["--output-len", "8", "--no-ignore-eos"]
+    with served(shlex.split(args.serve_args), out.with_suffix(".serve.log"), 600) as (url, _):
+        alone = out.with_name(out.name + "-alone.json")
+        if bench(url, alone, *free).wait() != 0:
+            raise SystemExit("infer bench (32 free) failed")
+        mixed = out.with_name(out.name + "-mixed.json")
+        beside = bench(url, out.with_name(out.name + "-side.json"), *side)
+        main_run = bench(url, mixed, "--warmup", "8", *free)
+        rc = main_run.wait()
+        if beside.poll() is not None:
+            raise SystemExit(f"the constrained streams ended early ({beside.returncode})")
+        beside.terminate()
+        beside.wait()
+        if rc != 0:
+            raise SystemExit("infer bench (32 free beside 8 constrained) failed")
+        ttft = {}
+        for name, data in (("free", ttft_free), ("json_schema", ttft_json)):
+            path = out.with_name(f"{out.name}-ttft-{name}.json")
+            if bench(url, path, "--dataset", str(data), *one).wait() != 0:
+                raise SystemExit(f"infer bench (TTFT {name}) failed")
+            ttft[name] = level(path)["ttft_ms"]["p50"]
+    a, m = level(alone), level(mixed)
+    result = {
+        "free_alone_tok_s": a["output_tokens_per_s"],
+        "free_beside_constrained_tok_s": m["output_tokens_per_s"],
+        "ratio": m["output_tokens_per_s"] / a["output_tokens_per_s"],
+        "ttft_p50_ms": ttft,
+        "cached_schema_ttft_cost_ms": ttft["json_schema"] - ttft["free"],
+    }
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
