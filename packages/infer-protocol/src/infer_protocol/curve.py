@@ -246,19 +246,22 @@ HANDSHAKE_FAILURES = (
 )
 
 
-def handshake_failure(event: int, endpoint: str, secured: bool) -> str | None:
-    """The /ready detail for a failed handshake with the engine, else None."""
+def handshake_failure(event: int, value: int, endpoint: str, secured: bool) -> str | None:
+    """The /ready detail for a handshake the engine refused, else None (not about keys)."""
     if event == zmq.EVENT_HANDSHAKE_FAILED_AUTH:
         return f"the engine at {endpoint} did not accept this gateway's key (CurveZMQ)"
-    if event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL:
+    if (
+        event == zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+        and value == zmq.PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH
+    ):
         need = "does not use" if secured else "requires"
         return (
             f"the engine at {endpoint} did not accept this gateway: it {need} CurveZMQ "
             "(give both sides keys, or neither)"
         )
-    if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+    if event == zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL and secured:
         return (
-            f"the engine at {endpoint} did not accept this gateway: the handshake failed "
-            "(is --curve-server-key the engine's public key?)"
+            f"the engine at {endpoint} did not accept this gateway: the CurveZMQ handshake "
+            "failed (is --curve-server-key the engine's public key?)"
         )
     return None

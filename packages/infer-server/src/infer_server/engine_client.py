@@ -274,7 +274,8 @@ class EngineClient:
         while True:
             frames = await self._monitor.recv_multipart()
             try:
-                event = parse_monitor_message(frames)["event"]
+                parsed = parse_monitor_message(frames)
+                event, value = parsed["event"], parsed["value"]
             except Exception:  # a malformed monitor frame is not worth dying for
                 continue
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
@@ -284,7 +285,7 @@ class EngineClient:
                 with contextlib.suppress(EngineUnavailable):
                     self.send(Ping(request_id=self.new_id("ping")))
             elif event & HANDSHAKE_FAILURES:
-                self._refused(event)
+                self._refused(event, value)
             elif event == zmq.EVENT_DISCONNECTED:
                 if self.connected:
                     self._mark_down(
@@ -293,15 +294,17 @@ class EngineClient:
                 else:
                     self.last_error = self._refusal or "engine connection lost"
 
-    def _refused(self, event: int) -> None:
+    def _refused(self, event: int, value: int) -> None:
         """The engine refused the handshake: say why in /ready and try again later
         (libzmq does not reconnect after a refused key or a mechanism mismatch)."""
-        reason = handshake_failure(event, self.endpoint, self._curve is not None)
+        reason = handshake_failure(event, value, self.endpoint, self._curve is not None)
+        if reason is None:  # not about keys: the disconnect that follows is handled as ever
+            return
         if reason != self._refusal:
             log.error("%s", reason)
         self._refusal = reason
         if self.connected:
-            self._mark_down(reason or "engine handshake failed")
+            self._mark_down(reason)
         self.last_error = reason
         if event != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:  # that one zmq retries by itself
             asyncio.get_running_loop().call_later(REFUSED_RETRY_S, self._reconnect)
