@@ -64,7 +64,15 @@ STRATEGIES = {
         code=st.sampled_from(p.ERROR_CODES),
         message=st.text(max_size=100),
     ),
-    p.Pong: st.builds(p.Pong, request_id=st.text(max_size=20), running=counts, waiting=counts),
+    p.Pong: st.builds(
+        p.Pong,
+        request_id=st.text(max_size=20),
+        running=counts,
+        waiting=counts,
+        engine_id=st.text(max_size=20),
+        epoch=st.text(max_size=12),
+        kv_use=st.floats(min_value=0.0, max_value=1.0),
+    ),
     p.ModelInfo: st.builds(
         p.ModelInfo,
         request_id=st.text(max_size=20),

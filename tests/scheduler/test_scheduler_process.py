@@ -55,6 +55,8 @@ def engine(tiny_dir, tmp_path_factory):
             "alias",
             "--max-batch-tokens",
             "256",
+            "--engine-id",
+            "e-one",
         ]
     )
     yield proc, endpoint, path
@@ -71,7 +73,10 @@ def client(engine):
 def test_ready_ping_info_metrics(engine, client) -> None:
     proc, _, path = engine
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    assert client.ask(Ping("p1")) == Pong("p1", 0, 0)
+    pong = client.ask(Ping("p1"))
+    assert isinstance(pong, Pong) and (pong.request_id, pong.running, pong.waiting) == ("p1", 0, 0)
+    assert pong.engine_id == "e-one" and len(pong.epoch) == 12 and pong.kv_use == 0.0
+    assert client.ask(Ping("p2")).epoch == pong.epoch  # one epoch per engine start
     info = client.ask(ModelInfoQuery("i1"))
     assert isinstance(info, ModelInfo) and info.request_id == "i1"
     assert info.served_model_names == ["tiny-llama", "alias"] and info.context_length == 512

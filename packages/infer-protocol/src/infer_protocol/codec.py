@@ -17,7 +17,7 @@ import ormsgpack
 from .checks import structure
 from .messages import MESSAGE_TYPES, Message
 
-PROTOCOL_VERSION = 2  # 2: GenerateRequest.constraint
+PROTOCOL_VERSION = 3  # 2: GenerateRequest.constraint; 3: Pong engine_id, epoch, kv_use
 MAX_FRAME_BYTES = 64 * 1024 * 1024
 
 _BY_TAG: dict[str, type] = {cls.TAG: cls for cls in MESSAGE_TYPES}

@@ -283,13 +283,22 @@ class RequestError:
 
 @frozen
 class Pong:
-    """Answer to Ping."""
+    """Answer to Ping: who the engine is and how loaded it is (protocol version 3).
+
+    `engine_id` is stable across restarts of the same engine (its `--engine-id`,
+    else derived from its host and endpoint); `epoch` changes on every start, so a
+    gateway can tell a restarted engine (empty KV cache, no open requests) from a
+    live one. `kv_use` is the fraction of KV cache blocks in use.
+    """
 
     TAG: ClassVar[str] = "pong"
 
     request_id: str = field(converter=to_str)
     running: int = field(default=0, converter=to_int, validator=at_least(0))
     waiting: int = field(default=0, converter=to_int, validator=at_least(0))
+    engine_id: str = field(default="", converter=to_str)
+    epoch: str = field(default="", converter=to_str)
+    kv_use: float = field(default=0.0, converter=to_float, validator=between(0.0, 1.0))
 
 
 @frozen

@@ -94,6 +94,12 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         default=[],
         help="extra name the model answers to (repeatable)",
     )
+    p.add_argument(
+        "--engine-id",
+        default=env.get("ENGINE_ID") or "",
+        help="this engine's id in a gateway's pool (ENGINE_ID; default: host name and a hash "
+        "of the endpoint, stable across restarts)",
+    )
     p.add_argument("--kv-cache-tokens", type=int, default=None, help="KV cache capacity in tokens")
     p.add_argument(
         "--gpu-memory-utilization",
@@ -320,6 +326,7 @@ def _run(args: argparse.Namespace, bundle: Any, engine: Any, started: float, opt
             args.endpoint,
             functools.partial(build_model_info, bundle, names, bundle.tokenizer.to_str()),
             curve=args.curve,
+            engine_id=args.engine_id,
         )
     except Exception as exc:
         log.error("could not bind %s: %s", args.endpoint, exc)
@@ -328,7 +335,8 @@ def _run(args: argparse.Namespace, bundle: Any, engine: Any, started: float, opt
     signal.signal(signal.SIGINT, server.stop)
     log.info(
         "engine ready model=%s names=%s endpoint=%s device=%s dtype=%s kv_blocks=%d block_size=%d "
-        "max_batch_tokens=%d max_running=%d prefix_cache=%s curve=%s load_s=%.1f",
+        "max_batch_tokens=%d max_running=%d prefix_cache=%s curve=%s load_s=%.1f id=%s "
+        "epoch=%s",
         args.model,
         ",".join(names),
         args.endpoint,
@@ -341,6 +349,8 @@ def _run(args: argparse.Namespace, bundle: Any, engine: Any, started: float, opt
         "on" if options.enable_prefix_cache else "off",
         "on" if args.curve else "off",
         time.monotonic() - started,
+        server.engine_id,
+        server.epoch,
     )
     server.serve()
     return 0

@@ -15,9 +15,12 @@ socket file is removed.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
+import socket
 import time
+import uuid
 from collections.abc import Callable
 
 import zmq
@@ -50,6 +53,13 @@ SHUTDOWN_GRACE_S = 0.3
 MAX_REMEMBERED_PEERS = 1024
 
 
+def default_engine_id(endpoint: str) -> str:
+    """A stable id for an engine without `--engine-id`: its host and a hash of its endpoint
+    (the same engine restarted on the same host and endpoint keeps it)."""
+    digest = hashlib.sha256(endpoint.encode()).hexdigest()[:8]
+    return f"{socket.gethostname()}-{digest}"
+
+
 def ipc_path(endpoint: str) -> str | None:
     """The socket file of an ipc:// endpoint, else None."""
     return endpoint[len("ipc://") :] if endpoint.startswith("ipc://") else None
@@ -65,9 +75,12 @@ class EngineServer:
         model_info: Callable[[str], Message],
         idle_poll_ms: int = 100,
         curve: ServerKeys | None = None,
+        engine_id: str = "",
     ) -> None:
         self.engine = engine
         self.endpoint = endpoint
+        self.engine_id = engine_id or default_engine_id(endpoint)
+        self.epoch = uuid.uuid4().hex[:12]  # new on every start: a gateway sees the restart
         self.model_info = model_info
         self.idle_poll_ms = idle_poll_ms
         self._stopping = False
@@ -206,14 +219,24 @@ class EngineServer:
         elif isinstance(msg, AbortRequest):
             self.engine.abort(msg.request_id)
         elif isinstance(msg, Ping):
-            sched = self.engine.scheduler
-            self._send(envelope, Pong(msg.request_id, len(sched.running), len(sched.waiting)))
+            self._send(envelope, self._pong(msg.request_id))
         elif isinstance(msg, ModelInfoQuery):
             self._send(envelope, self.model_info(msg.request_id))
         elif isinstance(msg, MetricsQuery):
             self._send(envelope, self.engine.metrics(msg.request_id))
         else:
             self._bad_frame(envelope, f"{type(msg).__name__} is not a request the engine accepts")
+
+    def _pong(self, request_id: str) -> Pong:
+        sched, pool = self.engine.scheduler, self.engine.pool
+        return Pong(
+            request_id,
+            running=len(sched.running),
+            waiting=len(sched.waiting),
+            engine_id=self.engine_id,
+            epoch=self.epoch,
+            kv_use=min(1.0, pool.num_used / pool.num_blocks) if pool.num_blocks else 0.0,
+        )
 
     def _reply_to(self, request_id: str, msg: Message) -> None:
         envelope = self._owners.get(request_id)
