@@ -185,7 +185,11 @@ def test_models_tokenize_detokenize_version_health_ready(tiny_gateway):
 def test_metrics_json_and_prometheus(tiny_gateway):
     tiny_gateway.openai().chat.completions.create(model="tiny", messages=MESSAGES, **GREEDY)
     m = httpx.get(tiny_gateway.url + "/v1/metrics").json()
-    assert set(m) == {"cpu", "memory", "gpu", "engine", "cache"}
+    assert set(m) == {"cpu", "memory", "gpu", "engine", "cache", "engines"}
+    (one,) = m["engines"]  # one engine: its entry, and the totals are its own figures
+    assert one["state"] == "ready" and one["models"] == ["tiny"] and one["requests_routed"] >= 1
+    assert one["endpoint"].startswith("ipc://") and one["epoch"] and one["in_flight"] == 0
+    assert one["completed_requests"] == m["engine"]["completed_requests"]
     assert m["cpu"]["core_count"] >= 1 and m["memory"]["total_gb"] > 0
     assert m["engine"]["completed_requests"] >= 1 and m["engine"]["queue_capacity"] == 100
     assert set(m["cache"]) == {
@@ -205,6 +209,8 @@ def test_metrics_json_and_prometheus(tiny_gateway):
         "infer_kv_cache_usage_ratio",
         "infer_prefix_cache_hits_total",
         "infer_prefix_cache_queries_total",
+        f'infer_engine_ready{{engine="{one["id"]}"}} 1.0',
+        f'infer_engine_routed_requests_total{{engine="{one["id"]}"}}',
     ):
         assert name in text, name
     assert "completion_tokens=12" in tiny_gateway.output  # the access log line

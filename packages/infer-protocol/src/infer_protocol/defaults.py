@@ -29,6 +29,22 @@ def endpoint_from_env(env: Mapping[str, str], names: tuple[str, ...] = ENDPOINT_
     return DEFAULT_ENDPOINT
 
 
+def endpoint_list(texts: list[str] | str) -> list[str]:
+    """Engine endpoints from repeated flags and/or comma lists, in order, without blanks;
+    ValueError naming an endpoint given twice."""
+    items = [texts] if isinstance(texts, str) else texts
+    out: list[str] = []
+    for text in items:
+        for part in text.split(","):
+            endpoint = part.strip()
+            if not endpoint:
+                continue
+            if endpoint in out:
+                raise ValueError(f"engine endpoint {endpoint} is given twice")
+            out.append(endpoint)
+    return out
+
+
 def port_number(text: str) -> int:
     """argparse type: a TCP port 1..65535 (0, "any free port", is refused: the URL must be known)."""
     try:

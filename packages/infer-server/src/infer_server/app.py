@@ -46,10 +46,11 @@ def api_routes() -> list[Route]:
 
 
 async def _openapi(request: Request) -> Response:
-    model = request.app.state.gateway.model
+    gw = request.app.state.gateway
+    model = gw.model
     if model is None:
         return JSONResponse(openapi_document())
-    return JSONResponse(openapi_document(model.names, model.vocab_size, model.context_length))
+    return JSONResponse(openapi_document(gw.models.names, model.vocab_size, model.context_length))
 
 
 async def _api_error(request: Request, exc: Exception) -> Response:
@@ -72,18 +73,18 @@ async def _internal_error(request: Request, exc: Exception) -> Response:
 
 
 def create_app(settings: Settings) -> Starlette:
-    """A gateway app; the engine connection opens and closes with its lifespan."""
+    """A gateway app; the engine connections open and close with its lifespan."""
     gw = Gateway(settings)
     routes = api_routes()
     endpoints = frozenset(r.path for r in routes)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        await gw.client.start()
+        await gw.pool.start()
         try:
             yield
         finally:
-            await gw.client.close()
+            await gw.pool.close()
             gw.offload.close()
 
     app = Starlette(
@@ -109,7 +110,7 @@ def create_app(settings: Settings) -> Starlette:
                 by_api_key=settings.api_key is not None,
                 is_public=getattr(webui, "is_public_path", lambda path: False),
             ),
-            Middleware(AdmissionMiddleware, gate=gw.client.gate, registry=gw.metrics.registry),
+            Middleware(AdmissionMiddleware, gate=gw.pool.gate, registry=gw.metrics.registry),
         ],
         exception_handlers={
             APIError: _api_error,

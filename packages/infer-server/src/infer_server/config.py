@@ -19,6 +19,7 @@ from infer_protocol.defaults import (
     LOG_LEVELS,
     SHUTDOWN_TIMEOUT_S,
     endpoint_from_env,
+    endpoint_list,
     port_number,
 )
 from infer_server.radix_router import (
@@ -29,6 +30,10 @@ from infer_server.radix_router import (
 )
 from infer_server.routing_flags import add_routing_thresholds
 
+from .routing import make_router
+
+DEFAULT_ROUTING = "least_loaded"
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -36,7 +41,8 @@ class Settings:
 
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
-    engine_endpoint: str = DEFAULT_ENDPOINT
+    engine_endpoints: tuple[str, ...] = (DEFAULT_ENDPOINT,)
+    routing: str = DEFAULT_ROUTING
     log_level: str = "info"
     api_key: str | None = None
     cors_origins: tuple[str, ...] = ("*",)
@@ -64,6 +70,11 @@ class Settings:
             "balance_rel": self.routing_balance_rel,
             "max_tree_tokens": self.routing_max_tree_tokens,
         }
+
+    @property
+    def engine_endpoint(self) -> str:
+        """The first engine endpoint (the only one in a single-engine set-up)."""
+        return self.engine_endpoints[0]
 
 
 def _positive_float(text: str) -> float:
@@ -98,9 +109,16 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--engine-endpoint",
-        default=endpoint_from_env(env),
-        help=f"ZeroMQ endpoint of the engine (ENGINE_ENDPOINT, else ZMQ_ENDPOINT; default "
-        f"{DEFAULT_ENDPOINT})",
+        action="append",
+        default=None,
+        help=f"ZeroMQ endpoint of an engine; repeat it (or give a comma list) for several "
+        f"engines (ENGINE_ENDPOINT, a comma list, else ZMQ_ENDPOINT; default {DEFAULT_ENDPOINT})",
+    )
+    p.add_argument(
+        "--routing",
+        default=env.get("ROUTING") or DEFAULT_ROUTING,
+        help=f"which engine a request goes to: cache_aware, least_loaded or round_robin "
+        f"(ROUTING; default {DEFAULT_ROUTING})",
     )
     p.add_argument(
         "--curve-secret-key",
@@ -205,19 +223,24 @@ def parse_settings(
         curve = client_keys(args.curve_secret_key, args.curve_server_key, env)
     except CurveError as exc:
         parser.error(str(exc))
+    level = "warning" if args.log_level == "warn" else args.log_level
+    try:
+        endpoints = endpoint_list(args.engine_endpoint or endpoint_from_env(env))
+        make_router(args.routing)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if not endpoints:
+        parser.error("--engine-endpoint is empty")
     refusal = plaintext_refusal(
-        args.engine_endpoint,
-        curve is not None,
-        args.insecure,
-        "--curve-secret-key and --curve-server-key",
+        endpoints, curve is not None, args.insecure, "--curve-secret-key and --curve-server-key"
     )
     if refusal:
         parser.error(refusal)
-    level = "warning" if args.log_level == "warn" else args.log_level
     return Settings(
         host=args.host,
         port=int(args.port),
-        engine_endpoint=args.engine_endpoint,
+        engine_endpoints=tuple(endpoints),
+        routing=args.routing,
         log_level=level,
         api_key=args.api_key,
         cors_origins=origins,

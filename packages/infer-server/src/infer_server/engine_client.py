@@ -67,6 +67,8 @@ class EngineClient:
         hang_after: float = 30.0,
         on_model_info: Callable[[ModelInfo], None] | None = None,
         curve: ClientKeys | None = None,
+        on_pong: Callable[[Pong], None] | None = None,
+        on_down: Callable[[str], None] | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.ping_interval = ping_interval
@@ -76,6 +78,10 @@ class EngineClient:
         self._on_model_info = on_model_info
         self._curve = curve
         self._refusal: str | None = None  # why the engine refused the last handshake
+        self._on_model_info = on_model_info  # may raise to refuse the engine (not connected)
+        self._on_pong = on_pong  # every Pong, before a pending model-info load starts
+        self._on_down = on_down  # after a connected engine is marked down
+        self._streams: set[str] = set()  # generation requests open on this engine
         self._ctx = zmq.asyncio.Context()
         self._sock: zmq.asyncio.Socket | None = None
         self._pending: dict[str, asyncio.Queue] = {}
@@ -86,10 +92,19 @@ class EngineClient:
         self.busy_at = 0.0
         self._loading: asyncio.Task | None = None
         self.connected = False
+        self.link_up = False  # the ZMTP connection is established (socket monitor)
         self.model_info: ModelInfo | None = None
         self.last_error: str | None = "engine not contacted yet"
         self.peer_version: int | None = None  # the engine's protocol version when it differs
         self.gate = OverloadGate()
+
+    def set_hooks(
+        self,
+        on_model_info: Callable[[ModelInfo], None] | None = None,
+        on_pong: Callable[[Pong], None] | None = None,
+        on_down: Callable[[str], None] | None = None,
+    ) -> None:
+        self._on_model_info, self._on_pong, self._on_down = on_model_info, on_pong, on_down
 
     # ------------------------------------------------------------ lifecycle
 
@@ -149,11 +164,13 @@ class EngineClient:
             raise EngineUnavailable(self.last_error or "engine not connected")
         queue: asyncio.Queue = asyncio.Queue()
         self._pending[request_id] = queue
+        self._streams.add(request_id)
         self.gate.watch(request_id)
         return queue
 
     def release(self, request_id: str) -> None:
         self._pending.pop(request_id, None)
+        self._streams.discard(request_id)
         self.gate.forget(request_id)
 
     def abort(self, request_id: str, reason: str = "client", keep_stream: bool = False) -> None:
@@ -187,6 +204,11 @@ class EngineClient:
     def running(self) -> int:
         return len(self._pending)
 
+    @property
+    def in_flight(self) -> int:
+        """Generation requests this gateway has open on the engine."""
+        return len(self._streams)
+
     # --------------------------------------------------------------- tasks
 
     async def _reader(self) -> None:
@@ -208,8 +230,11 @@ class EngineClient:
                 self._bad_frame(exc)
                 continue
             self.peer_version = None
-            if isinstance(msg, Pong) and msg.running:
-                self.busy_at = self._last_seen
+            if isinstance(msg, Pong):
+                if msg.running:
+                    self.busy_at = self._last_seen
+                if self._on_pong is not None:
+                    self._on_pong(msg)
             self.gate.observe(msg)
             queue = self._pending.get(msg.request_id)
             if queue is not None:
@@ -230,7 +255,7 @@ class EngineClient:
                 log.error("%s (engine at %s)", reason, self.endpoint)
             self.peer_version = exc.peer_version
             if self.connected:
-                self._mark_down(reason)
+                self.mark_down(reason)
             self.last_error = reason
             return
         queue = self._pending.get(exc.request_id) if exc.request_id else None
@@ -252,8 +277,10 @@ class EngineClient:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.last_error = f"loading model info failed: {exc}"
-            log.warning("%s", self.last_error)
+            error = f"loading model info failed: {exc}"
+            if error != self.last_error:  # a refused engine is asked again on every frame
+                log.warning("%s", error)
+            self.last_error = error
         finally:
             self._loading = None
 
@@ -265,7 +292,7 @@ class EngineClient:
             await asyncio.sleep(self.ping_interval)
             silent = loop.time() - self._last_seen
             if self.connected and silent > self.hang_after:
-                self._mark_down(f"engine stopped answering for {silent:.1f}s")
+                self.mark_down(f"engine stopped answering for {silent:.1f}s")
 
     async def _watch(self) -> None:
         """Connection events: a lost connection (heartbeat timeout, exit) means down."""
@@ -281,14 +308,16 @@ class EngineClient:
             if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._refusal = None
                 self._last_seen = loop.time()
+                self.link_up = True
                 log.info("engine link up at %s", self.endpoint)
                 with contextlib.suppress(EngineUnavailable):
                     self.send(Ping(request_id=self.new_id("ping")))
             elif event & HANDSHAKE_FAILURES:
                 self._refused(event, value)
             elif event == zmq.EVENT_DISCONNECTED:
+                self.link_up = False
                 if self.connected:
-                    self._mark_down(
+                    self.mark_down(
                         "engine connection lost (exited or stopped answering heartbeats)"
                     )
                 else:
@@ -304,7 +333,7 @@ class EngineClient:
             log.error("%s", reason)
         self._refusal = reason
         if self.connected:
-            self._mark_down(reason)
+            self.mark_down(reason)
         self.last_error = reason
         if event != zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL:  # that one zmq retries by itself
             asyncio.get_running_loop().call_later(REFUSED_RETRY_S, self._reconnect)
@@ -316,8 +345,11 @@ class EngineClient:
             self._sock.disconnect(self.endpoint)
         self._sock.connect(self.endpoint)
 
-    def _mark_down(self, reason: str) -> None:
-        log.warning("%s; failing %d open requests", reason, len(self._pending))
+    def mark_down(self, reason: str) -> None:
+        """The engine is down (or restarted and forgot its requests): fail every open one."""
+        log.warning(
+            "%s (engine at %s); failing %d open requests", reason, self.endpoint, len(self._pending)
+        )
         self.connected = False
         self.last_error = reason
         self.gate.open()
@@ -325,6 +357,8 @@ class EngineClient:
             with contextlib.suppress(EngineUnavailable):
                 self.send(AbortRequest(request_id=request_id, reason="engine_down"))
         self._fail_all(reason)
+        if self._on_down is not None:
+            self._on_down(reason)
 
     def _fail_all(self, reason: str) -> None:
         for queue in self._pending.values():

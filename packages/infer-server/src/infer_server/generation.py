@@ -6,6 +6,11 @@ error, timeout, cancellation by a disconnected client) the engine receives
 an AbortRequest for it. Text after a matched stop string is never yielded.
 After an abort of an unfinished choice, `settle()` waits (briefly) for the
 engine's final "abort" delta so that `stats` count what the engine generated.
+
+Failover: a choice whose engine is lost (or shuts down) before it received
+any token is sent again, with the same id, to another ready engine serving
+the model; once a token has arrived, losing the engine ends the choice with
+the error. `client` is always the engine holding the request (aborts go there).
 """
 
 from __future__ import annotations
@@ -19,7 +24,8 @@ from dataclasses import dataclass
 from infer_protocol import GenerateRequest, RequestError, SamplingParams, TokenDelta
 
 from .detokenizer import IncrementalDetokenizer
-from .engine_client import EngineClient, EngineUnavailable
+from .engine_client import EngineUnavailable
+from .engine_pool import EnginePool, PooledEngine
 from .errors import APIError, bad_request, engine_timeout, engine_unavailable, from_engine
 from .metrics import RequestMetrics
 from .model import ServedModel
@@ -83,9 +89,10 @@ class Choice:
 
     def __init__(
         self,
-        client: EngineClient,
+        pool: EnginePool,
         model: ServedModel,
         *,
+        model_name: str,
         request_id: str,
         index: int,
         input_ids: list[int],
@@ -94,7 +101,10 @@ class Choice:
         timeout: float,
         metrics: RequestMetrics,
     ) -> None:
-        self.client = client
+        self.pool = pool
+        self.client = pool.engines[0].client  # replaced by the routed engine's in pieces()
+        self.engine: PooledEngine | None = None
+        self.model_name = model_name
         self.model = model
         self.request_id = request_id
         self.index = index
@@ -122,13 +132,34 @@ class Choice:
             constraint=self.sampling.constraint.constraint if self.sampling.constraint else None,
         )
 
-    async def pieces(self) -> AsyncIterator[Piece]:
+    def _submit(self, tried: list[PooledEngine]) -> asyncio.Queue:
+        """Route the request to a ready engine not yet tried and send it there."""
+        while True:
+            engine = self.pool.route(self.model_name, self.input_ids, exclude=tried)
+            self.engine, self.client = engine, engine.client
+            tried.append(engine)
+            try:
+                queue = self.client.open_stream(self.request_id)
+                self.client.send(self._request())
+                return queue
+            except EngineUnavailable:
+                self.client.release(self.request_id)
+
+    def _fail_over(self, tried: list[PooledEngine], error: APIError) -> asyncio.Queue:
+        """Resubmit elsewhere (nothing was streamed yet), or raise `error` if no engine is left."""
+        self.client.release(self.request_id)
+        lost = self.engine
         try:
-            queue = self.client.open_stream(self.request_id)
-            self.client.send(self._request())
-        except EngineUnavailable as exc:
-            self.client.release(self.request_id)
-            raise engine_unavailable(f"The inference engine is not available: {exc}") from None
+            queue = self._submit(tried)
+        except APIError:
+            raise error from None
+        if lost is not None:
+            lost.failed_over += 1
+        return queue
+
+    async def pieces(self) -> AsyncIterator[Piece]:
+        tried: list[PooledEngine] = []
+        queue = self._submit(tried)
         detok = IncrementalDetokenizer(self.model.tokenizer)
         stops = StopMatcher(self.sampling.stop)
         finished = False
@@ -138,11 +169,21 @@ class Choice:
                 item = await self._next(queue)
                 if isinstance(item, EngineUnavailable):
                     # the client already sent the engine its abort; no final count will come
+                    error = engine_unavailable(f"The inference engine is not available: {item}")
                     finished = True
-                    raise engine_unavailable(f"The inference engine is not available: {item}")
+                    if self.stats.completion_tokens == 0:
+                        queue = self._fail_over(tried, error)  # raises when none is left
+                        finished = False
+                        continue
+                    raise error
                 if isinstance(item, RequestError):
+                    error = self._engine_error(item)
                     finished = True  # the engine already forgot this request
-                    raise self._engine_error(item)
+                    if item.code == "shutting_down" and self.stats.completion_tokens == 0:
+                        queue = self._fail_over(tried, error)
+                        finished = False
+                        continue
+                    raise error
                 if not isinstance(item, TokenDelta):
                     continue
                 now = time.monotonic()

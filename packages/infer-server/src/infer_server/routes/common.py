@@ -33,6 +33,7 @@ def now() -> int:
 def make_choices(
     gw: Gateway,
     model: ServedModel,
+    model_name: str,
     request_id: str,
     prompts: list[list[int]],
     sampling: Sampling,
@@ -52,8 +53,9 @@ def make_choices(
             index = p * sampling.n + j
             choices.append(
                 Choice(
-                    gw.client,
+                    gw.pool,
                     model,
+                    model_name=model_name,
                     request_id=f"{request_id}-{index}",
                     index=index,
                     input_ids=ids,

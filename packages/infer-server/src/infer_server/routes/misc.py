@@ -6,15 +6,15 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from infer_protocol import PROTOCOL_VERSION, EngineMetrics, MetricsQuery
+from infer_protocol import PROTOCOL_VERSION
 
 from .. import __version__
-from ..engine_client import EngineUnavailable
 from ..errors import bad_request
 from ..fields import DETOKENIZE_FIELDS, TOKENIZE_FIELDS, refuse_unknown
 from ..http import read_json
 from ..metrics import engine_json, system_metrics
 from ..model import ServedModel
+from ..pool_metrics import combine, engines_json, query_all
 from ..state import Gateway, gateway
 from ..templates import TemplateError
 from ..tools import parse_tools
@@ -26,13 +26,14 @@ async def health(request: Request) -> Response:
 
 
 async def ready(request: Request) -> Response:
+    """200 while every model name known has a ready engine (and the gateway is not draining)."""
     gw = gateway(request)
-    ok = gw.client.connected and gw.model is not None and not gw.drain.draining
-    body: dict = {"ready": ok, "engine_connected": gw.client.connected}
+    ok = gw.pool.ready() and not gw.drain.draining
+    body: dict = {"ready": ok, "engine_connected": gw.pool.any_ready}
     if gw.drain.draining:
         body["detail"] = "the gateway is shutting down"
     elif not ok:
-        body["detail"] = gw.client.last_error or "engine not connected"
+        body["detail"] = gw.pool.problem()
     return JSONResponse(body, status_code=200 if ok else 503)
 
 
@@ -51,8 +52,11 @@ def _model_card(model: ServedModel, name: str) -> dict:
 
 
 async def models(request: Request) -> Response:
-    model = gateway(request).require_model(None)
-    return JSONResponse({"object": "list", "data": [_model_card(model, n) for n in model.names]})
+    """The union of every engine's model names (a name whose engines are down included)."""
+    gw = gateway(request)
+    gw.require_model(None)
+    cards = [_model_card(gw.models.require(n), n) for n in gw.models.names]
+    return JSONResponse({"object": "list", "data": cards})
 
 
 async def model(request: Request) -> Response:
@@ -114,28 +118,26 @@ async def detokenize(request: Request) -> Response:
     return JSONResponse({"prompt": await gw.offload.run(model.decode, tokens, False)})
 
 
-async def _engine_metrics(gw: Gateway) -> EngineMetrics | None:
-    if not gw.client.connected:
-        return None
-    try:
-        answer = await gw.client.query(
-            MetricsQuery(request_id=gw.client.new_id("metrics")), timeout=2.0
-        )
-    except EngineUnavailable:
-        return None
-    return answer if isinstance(answer, EngineMetrics) else None
-
-
 async def v1_metrics(request: Request) -> Response:
+    """The seed's shape for the pool's totals, and an `engines` list (one entry per engine)."""
     gw = gateway(request)
-    engine, cache = engine_json(await _engine_metrics(gw))
-    return JSONResponse({**system_metrics(gw.metrics.gpu), "engine": engine, "cache": cache})
+    answers = await query_all(gw.pool)
+    engine, cache = engine_json(combine(answers))
+    return JSONResponse(
+        {
+            **system_metrics(gw.metrics.gpu),
+            "engine": engine,
+            "cache": cache,
+            "engines": engines_json(gw.pool, answers),
+        }
+    )
 
 
 async def prometheus(request: Request) -> Response:
     gw = gateway(request)
-    latest = await _engine_metrics(gw)
-    if latest is not None or not gw.client.connected:
+    answers = await query_all(gw.pool)
+    latest = combine(answers)
+    if latest is not None or not gw.pool.any_ready:
         gw.metrics.engine.latest = latest
-    gw.metrics.pending.set(gw.client.running)
+    gw.metrics.pending.set(sum(e.client.running for e in gw.pool.engines))
     return Response(gw.metrics.render(), media_type=CONTENT_TYPE_LATEST)

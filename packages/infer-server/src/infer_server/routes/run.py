@@ -102,7 +102,9 @@ class Run:
         self.sampling = sampling
         self.id = new_request_id(prefix)
         self.metrics = RequestMetrics(gw.metrics)
-        self.choices = make_choices(gw, model, self.id, prompts, sampling, max_tokens, self.metrics)
+        self.choices = make_choices(
+            gw, model, served_as, self.id, prompts, sampling, max_tokens, self.metrics
+        )
         self.base = {"id": self.id, "created": now(), "model": served_as}
         self._finished: asyncio.Future[dict] | None = None
 
