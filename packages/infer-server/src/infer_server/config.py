@@ -32,7 +32,7 @@ from infer_server.routing_flags import add_routing_thresholds
 
 from .routing import make_router
 
-DEFAULT_ROUTING = "least_loaded"
+DEFAULT_ROUTING = "cache_aware"
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ class Gateway:
         self.offload = Offload()
         self.pool = EnginePool(
             settings.engine_endpoints,
-            make_router(settings.routing),
+            make_router(settings.routing, **settings.router_options),
             self.models,
             ping_interval=settings.ping_interval,
             dead_after=settings.engine_dead_after,
