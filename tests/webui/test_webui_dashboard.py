@@ -86,6 +86,10 @@ def test_dashboard_charts_follow_real_requests(
         arg=total,
         timeout=15_000,
     )
+    row = page.locator("#engines-rows tr")
+    expect(row).to_have_count(1)
+    expect(row).to_have_attribute("data-state", "ready")
+    assert int(row.locator("td").nth(6).inner_text().replace(",", "")) >= 3  # routed there
     queue_ms, prefill_ms, decode_ms = json.loads(chart(page, "latency", "latest"))
     assert prefill_ms > 0 and decode_ms > 0 and queue_ms >= 0
     kv_use, hit_rate = json.loads(chart(page, "cache", "latest"))
@@ -115,6 +119,10 @@ def test_dashboard_shows_an_engine_that_is_not_ready(
     expect(status).to_have_attribute("data-state", "bad")
     expect(status).to_have_text("Engine not ready")
     expect(page.locator("#status-detail")).not_to_be_empty()  # the gateway's reason
+    row = page.locator("#engines-rows tr")  # its one engine, not contacted yet
+    expect(row).to_have_count(1)
+    expect(row).to_have_attribute("data-state", "not_ready")
+    expect(row.locator("td").nth(1)).to_have_text("not ready")
     page.wait_for_function(
         "() => Number(document.getElementById('chart-system').dataset.points) >= 2"
     )

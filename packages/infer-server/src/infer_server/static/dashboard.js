@@ -12,6 +12,28 @@ const pct = (part, whole) => (num(part) != null && num(whole) > 0 ? (100 * part)
  * {time, tokens} seen; output tokens/s is the token counter's rate since then
  * (null on the first sample or when the counter went back, e.g. a restart).
  */
+/**
+ * One table row of cell texts per engine of a /v1/metrics body (its
+ * `engines` list), in the gateway's order; [] when there is none.
+ */
+export function engineRows(metrics) {
+  const engines = Array.isArray(metrics.engines) ? metrics.engines : [];
+  return engines.map((e) => ({
+    state: String(e.state || "unknown"),
+    cells: [
+      String(e.id ?? "—"),
+      String(e.state || "unknown").replace("_", " "),
+      Array.isArray(e.models) ? e.models.join(", ") : "—",
+      formatCount(e.in_flight),
+      `${formatCount(e.running)} · ${formatCount(e.waiting)}`,
+      num(e.kv_use) == null ? "—" : `${(num(e.kv_use) * 100).toFixed(1)}%`,
+      formatCount(e.requests_routed),
+      String(e.endpoint ?? "—"),
+    ],
+    title: e.detail ? String(e.detail) : "",
+  }));
+}
+
 export function sample(metrics, time, previous) {
   const engine = metrics.engine || {};
   const cache = metrics.cache || {};
@@ -146,6 +168,22 @@ function createDashboard(doc, intervalMs) {
     );
   }
 
+  function showEngines(m) {
+    const body = $("engines-rows");
+    const rows = engineRows(m).map((row) => {
+      const tr = document.createElement("tr");
+      tr.dataset.state = row.state;
+      if (row.title) tr.title = row.title;
+      for (const text of row.cells) {
+        const td = document.createElement("td");
+        td.textContent = text;
+        tr.append(td);
+      }
+      return tr;
+    });
+    body.replaceChildren(...rows);
+  }
+
   function plot(s) {
     charts.tokens.push(s.time, [s.tokensPerSecond]);
     charts.requests.push(s.time, [s.running, s.waiting]);
@@ -185,6 +223,7 @@ function createDashboard(doc, intervalMs) {
     previous = { time: now, tokens: s.tokens };
     plot(s);
     showTiles(metrics || {}, s);
+    showEngines(metrics || {});
     setText("updated", `Updated ${new Date(now).toLocaleTimeString()}`);
   }
 
