@@ -1,7 +1,8 @@
 """Two engines behind one gateway: /v1/models union, routing by model name, 404, /ready.
 
 Engine `a` serves the tiny model as `tiny` and `alpha`, engine `b` as `tiny`
-and `beta` (same tokenizer, so `tiny` is served by both).
+and `beta` (same tokenizer, so `tiny` is served by both). A third endpoint,
+`c`, is started late with another model also called `tiny`: it is refused.
 """
 
 from __future__ import annotations
@@ -39,12 +40,14 @@ def pool(tiny_model: str, run_dir) -> Iterator[dict]:
     b = Engine(tiny_model, f"ipc://{run_dir}/pb.ipc", *ONE_THREAD, "--engine-id", "b",
                "--served-model-name", "beta")  # fmt: skip
     state = {"a": a.wait_ready(), "b": b.wait_ready()}
-    gw = Gateway(a.endpoint, "--engine-endpoint", b.endpoint, "--routing", "round_robin")
+    gw = Gateway(a.endpoint, "--engine-endpoint", b.endpoint, "--engine-endpoint",
+                 f"ipc://{run_dir}/pc.ipc", "--routing", "round_robin")  # fmt: skip
     state["gw"] = gw.wait_ready()
     yield state
     gw.stop()
-    state["a"].stop()
-    state["b"].stop()
+    for name in ("a", "b", "c"):
+        if name in state:
+            state[name].stop()
 
 
 def ask(gw: Gateway, model: str) -> str:
@@ -61,7 +64,7 @@ def test_models_are_the_union_and_each_name_routes_to_its_engines(pool):
     assert sorted(m.id for m in client.models.list().data) == ["alpha", "beta", "tiny"]
     assert client.models.retrieve("beta").id == "beta"
     before = engines(gw)
-    assert {e["state"] for e in before.values()} == {"ready"}
+    assert before["a"]["state"] == before["b"]["state"] == "ready"
     assert before["a"]["models"] == ["tiny", "alpha"] and before["b"]["models"] == ["tiny", "beta"]
     for _ in range(3):
         ask(gw, "alpha")
@@ -70,7 +73,7 @@ def test_models_are_the_union_and_each_name_routes_to_its_engines(pool):
     for _ in range(4):
         ask(gw, "tiny")  # round robin over both
     after = engines(gw)
-    routed = {k: after[k]["requests_routed"] - before[k]["requests_routed"] for k in after}
+    routed = {k: after[k]["requests_routed"] - before[k]["requests_routed"] for k in "ab"}
     assert routed == {"a": 3 + 2, "b": 2 + 2}, routed
     assert after["a"]["epoch"] and after["a"]["epoch"] != after["b"]["epoch"]
 
@@ -103,3 +106,21 @@ def test_ready_needs_an_engine_for_every_model(pool):
     gw.wait_ready(30)
     assert engines(gw)["b"]["state"] == "ready"
     ask(gw, "beta")
+
+
+def test_an_engine_with_another_model_under_a_served_name_is_refused(pool, run_dir):
+    from infer_worker.testing import write_tiny_llama
+
+    gw = pool["gw"]
+    other = write_tiny_llama(run_dir / "other" / "tiny", context_length=1024)  # also "tiny"
+    pool["c"] = Engine(str(other), f"ipc://{run_dir}/pc.ipc", *ONE_THREAD, "--engine-id", "c")
+    pool["c"].wait_ready()
+    assert wait_for(lambda: "c" in engines(gw) and engines(gw)["c"]["detail"], 15)
+    assert wait_for(lambda: "serves 'tiny' with another" in gw.output, 15)
+    c = engines(gw)["c"]
+    assert c["state"] == "not_ready" and "'tiny'" in c["detail"] and c["models"] == []
+    for _ in range(4):
+        ask(gw, "tiny")
+    assert engines(gw)["c"]["requests_routed"] == 0
+    assert httpx.get(gw.url + "/v1/models/tiny").json()["max_model_len"] == 2048
+    pool.pop("c").stop()
