@@ -21,9 +21,10 @@ import yaml
 from launcher_util import REPO
 
 COMPOSE = yaml.safe_load((REPO / "compose.yaml").read_text())
+ENGINES = tuple(name for name in COMPOSE["services"] if name != "server")
 SERVICES = {  # compose service -> (console script, package module, distribution)
     "server": ("infer-server", "infer_server", "infer-server"),
-    "scheduler": ("infer-scheduler", "infer_scheduler", "infer-scheduler"),
+    **{name: ("infer-scheduler", "infer_scheduler", "infer-scheduler") for name in ENGINES},
 }
 
 
@@ -60,9 +61,10 @@ def exec_form(service: str, word: str) -> list[str]:
     return value
 
 
-def expand(value: str) -> str:
-    """Compose variable substitution with defaults: ${X:-default} -> default."""
-    return re.sub(r"\$\{\w+:-([^}]*)\}", r"\1", value)
+def expand(value: str, env: dict[str, str] | None = None) -> str:
+    """Compose variable substitution with defaults: ${X:-default} -> env's X, else default."""
+    given = env or {}
+    return re.sub(r"\$\{(\w+):-([^}]*)\}", lambda m: given.get(m[1]) or m[2], value)
 
 
 def parser_of(module: str):
@@ -138,32 +140,41 @@ def test_server_image_has_no_torch_and_scheduler_image_has_cuda_torch():
 
 def test_ports_agree_between_dockerfiles_commands_and_compose():
     server = COMPOSE["services"]["server"]
-    scheduler = COMPOSE["services"]["scheduler"]
     server_port = int(flag_value(server["command"], "--port"))
     assert instruction("server", "EXPOSE") == str(server_port)
     assert flag_value(exec_form("server", "CMD"), "--port") == str(server_port)
     assert [p.split(":")[-1] for p in server["ports"]] == [str(server_port)]
 
-    bound = urlparse(flag_value(scheduler["command"], "--endpoint"))
-    assert bound.scheme == "tcp"
-    assert instruction("scheduler", "EXPOSE") == str(bound.port)
-    assert urlparse(flag_value(exec_form("scheduler", "CMD"), "--endpoint")).port == bound.port
-    assert [str(p) for p in scheduler["expose"]] == [str(bound.port)]
-    assert "ports" not in scheduler, "the engine port must not be published"
+    connected = [
+        urlparse(server["command"][i + 1])
+        for i, arg in enumerate(server["command"])
+        if arg == "--engine-endpoint"
+    ]
+    assert [url.hostname for url in connected] == list(ENGINES), "one endpoint per engine"
+    assert len(ENGINES) >= 2
+    for name, url in zip(ENGINES, connected, strict=True):
+        engine = COMPOSE["services"][name]
+        bound = urlparse(flag_value(engine["command"], "--endpoint"))
+        assert bound.scheme == url.scheme == "tcp"
+        assert instruction(name, "EXPOSE") == str(bound.port) == str(url.port)
+        assert urlparse(flag_value(exec_form(name, "CMD"), "--endpoint")).port == bound.port
+        assert [str(p) for p in engine["expose"]] == [str(bound.port)]
+        assert "ports" not in engine, "the engine port must not be published"
 
-    connected = urlparse(flag_value(server["command"], "--engine-endpoint"))
-    assert connected.scheme == "tcp"
-    assert connected.hostname == "scheduler" and connected.port == bound.port
 
-
-def test_gpu_is_reserved_for_the_scheduler_only():
-    devices = COMPOSE["services"]["scheduler"]["deploy"]["resources"]["reservations"]["devices"]
-    assert any("gpu" in d.get("capabilities", []) for d in devices)
+def test_each_engine_reserves_a_gpu_of_its_own():
+    ids = []
+    for name in ENGINES:
+        devices = COMPOSE["services"][name]["deploy"]["resources"]["reservations"]["devices"]
+        assert [d["capabilities"] for d in devices] == [["gpu"]]
+        ids += [i for d in devices for i in d["device_ids"]]
+    assert len(ids) == len(set(ids)) == len(ENGINES), ids
     assert "deploy" not in COMPOSE["services"]["server"]
 
 
 def test_health_checks_probe_ready_and_ping_with_scripts_in_the_images():
-    for service, script in (("server", "ready_check.py"), ("scheduler", "ping_engine.py")):
+    probes = [("server", "ready_check.py"), *((name, "ping_engine.py") for name in ENGINES)]
+    for service, script in probes:
         test = COMPOSE["services"][service]["healthcheck"]["test"]
         assert test[0] == "CMD" and test[1] == "python"
         assert test[2] == f"/app/{script}"
@@ -174,18 +185,20 @@ def test_health_checks_probe_ready_and_ping_with_scripts_in_the_images():
     server = COMPOSE["services"]["server"]
     url = urlparse(server["healthcheck"]["test"][3])
     assert url.path == "/ready" and url.port == int(flag_value(server["command"], "--port"))
-    scheduler = COMPOSE["services"]["scheduler"]
-    probe = urlparse(scheduler["healthcheck"]["test"][3])
-    assert probe.port == urlparse(flag_value(scheduler["command"], "--endpoint")).port
-    assert server["depends_on"]["scheduler"]["condition"] == "service_started"
+    for name in ENGINES:
+        engine = COMPOSE["services"][name]
+        probe = urlparse(engine["healthcheck"]["test"][3])
+        assert probe.port == urlparse(flag_value(engine["command"], "--endpoint")).port
+        assert server["depends_on"][name]["condition"] == "service_started"
 
 
-def test_models_volume_is_mounted_into_the_scheduler():
-    mounts = COMPOSE["services"]["scheduler"]["volumes"]
+@pytest.mark.parametrize("name", ENGINES)
+def test_models_volume_is_mounted_into_the_engines(name):
+    mounts = COMPOSE["services"][name]["volumes"]
     named = {m.split(":")[0]: m.split(":")[1] for m in mounts}
     assert named.get("models") == "/models"
     assert "models" in COMPOSE["volumes"]
-    assert json.loads(instruction("scheduler", "VOLUME")) == ["/models"]
+    assert json.loads(instruction(name, "VOLUME")) == ["/models"]
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -234,8 +247,9 @@ def _rewrite(argv: list[str], replacements: dict[str, str]) -> list[str]:
 def test_compose_services_run_and_pass_their_health_checks_over_tcp(tmp_path):
     """Each service's entry point + command, as compose runs them, on this host over tcp.
 
-    Only addresses change: the service name `scheduler` becomes 127.0.0.1 and
-    the ports become free ones.
+    Only addresses change: the service names `engine-N` become 127.0.0.1 and
+    the ports become free ones (one per engine). The gateway serves through
+    both engines. INFER_MODEL names a tiny model, as a user names theirs.
     """
     import os
     import signal
@@ -246,37 +260,46 @@ def test_compose_services_run_and_pass_their_health_checks_over_tcp(tmp_path):
     import httpx
     from launcher_util import free_port, script
 
-    engine_port, http_port = free_port(), free_port()
-    server, scheduler = COMPOSE["services"]["server"], COMPOSE["services"]["scheduler"]
-    bound = urlparse(flag_value(scheduler["command"], "--endpoint"))
+    from infer_worker.testing import write_tiny_llama
+
+    shell = {"INFER_MODEL": str(write_tiny_llama(tmp_path / "tiny"))}
+    http_port = free_port()
+    server = COMPOSE["services"]["server"]
     published = int(flag_value(server["command"], "--port"))
-    swap = {
-        f"tcp://0.0.0.0:{bound.port}": f"tcp://127.0.0.1:{engine_port}",
-        f"tcp://scheduler:{bound.port}": f"tcp://127.0.0.1:{engine_port}",
-        f"tcp://127.0.0.1:{bound.port}": f"tcp://127.0.0.1:{engine_port}",
-        f"http://127.0.0.1:{published}/": f"http://127.0.0.1:{http_port}/",
+    swaps: dict[str, dict[str, str]] = {
+        "server": {f"http://127.0.0.1:{published}/": f"http://127.0.0.1:{http_port}/"}
     }
+    for name in ENGINES:
+        bound = urlparse(flag_value(COMPOSE["services"][name]["command"], "--endpoint"))
+        here = f"tcp://127.0.0.1:{free_port()}"
+        swaps[name] = {f"tcp://0.0.0.0:{bound.port}": here, f"tcp://127.0.0.1:{bound.port}": here}
+        swaps["server"][f"tcp://{name}:{bound.port}"] = here
     runs = {}
-    for name, spec in (("scheduler", scheduler), ("server", server)):
-        argv = [script(exec_form(name, "ENTRYPOINT")[0]), *(expand(a) for a in spec["command"])]
-        argv = _rewrite(argv, swap)
+    for name in (*ENGINES, "server"):
+        spec = COMPOSE["services"][name]
+        argv = [
+            script(exec_form(name, "ENTRYPOINT")[0]),
+            *(expand(a, shell) for a in spec["command"]),
+        ]
+        argv = _rewrite(argv, swaps[name])
         if name == "server":
-            argv = _rewrite(argv, {"0.0.0.0": "127.0.0.1", str(published): str(http_port)})
+            argv = [str(http_port) if a == str(published) else a for a in argv]
+            argv = _rewrite(argv, {"0.0.0.0": "127.0.0.1"})
         env = {**os.environ, **_dockerfile_env(name)}
-        env.update({k: expand(str(v)) for k, v in spec.get("environment", {}).items()})
+        env.update({k: expand(str(v), shell) for k, v in spec.get("environment", {}).items()})
         log = (tmp_path / f"{name}.log").open("wb")
         runs[name] = subprocess.Popen(
             argv, env=env, stdout=log, stderr=log, stdin=subprocess.DEVNULL
         )
     checks = {
         name: [sys.executable, str(REPO / "docker" / Path(spec["healthcheck"]["test"][2]).name)]
-        + _rewrite(spec["healthcheck"]["test"][3:], swap)
-        for name, spec in (("scheduler", scheduler), ("server", server))
+        + _rewrite(spec["healthcheck"]["test"][3:], swaps[name])
+        for name, spec in COMPOSE["services"].items()
     }
     try:
         deadline = time.monotonic() + 120
         healthy: set[str] = set()
-        while time.monotonic() < deadline and len(healthy) < 2:
+        while time.monotonic() < deadline and len(healthy) < len(checks):
             for name, check in checks.items():
                 assert runs[name].poll() is None, (tmp_path / f"{name}.log").read_text()[-2000:]
                 if (
@@ -285,11 +308,12 @@ def test_compose_services_run_and_pass_their_health_checks_over_tcp(tmp_path):
                 ):
                     healthy.add(name)
             time.sleep(0.5)
-        assert healthy == {"scheduler", "server"}
+        assert healthy == set(COMPOSE["services"])
+        models = httpx.get(f"http://127.0.0.1:{http_port}/v1/models", timeout=10).json()
         reply = httpx.post(
             f"http://127.0.0.1:{http_port}/v1/chat/completions",
             json={
-                "model": "smollm2",
+                "model": models["data"][0]["id"],
                 "messages": [{"role": "user", "content": "Hi"}],
                 "max_tokens": 4,
             },
@@ -297,6 +321,8 @@ def test_compose_services_run_and_pass_their_health_checks_over_tcp(tmp_path):
         )
         assert reply.status_code == 200, reply.text
         assert reply.json()["choices"][0]["message"]["content"]
+        engines = httpx.get(f"http://127.0.0.1:{http_port}/v1/metrics", timeout=10).json()
+        assert [e["state"] for e in engines["engines"]] == ["ready"] * len(ENGINES)
     finally:
         for proc in runs.values():
             proc.send_signal(signal.SIGTERM)

@@ -41,6 +41,26 @@ def console_command(script: str, module: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
+def engine_env(env: dict[str, str]) -> dict[str, str]:
+    """The engine's environment: OpenMP threads spin briefly, then sleep, while idle.
+
+    The engine shares the machine with the gateway; OpenMP workers that spin
+    for long (the default) make CPU matrix products ~20x slower as soon as
+    another process wants a core, and ones that sleep at once (PASSIVE alone)
+    make a batch-1 decode step ~2x slower. A value set by the user wins.
+    """
+    return {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000", **env}
+
+
+def gateway_env(env: dict[str, str], api_key: str | None) -> dict[str, str]:
+    """The gateway's environment: the API key travels as API_KEY, never on a command line
+    (where every local user can read it in `ps`)."""
+    out = {k: v for k, v in env.items() if k != "API_KEY"}
+    if api_key:
+        out["API_KEY"] = api_key
+    return out
+
+
 def _parent_death_hook() -> Callable[[], None] | None:
     """A preexec function asking Linux to SIGTERM the child when we die."""
     if not sys.platform.startswith("linux"):
@@ -181,19 +201,22 @@ class Child:
         return killed
 
 
-def stop_in_order(children: Sequence[Child], grace: float, min_share: float = 1.5) -> None:
-    """Stop children one after the other, all within `grace` seconds.
+def stop_in_order(stages: Sequence[Sequence[Child]], grace: float, min_share: float = 1.5) -> None:
+    """Stop stages of children one after the other, all within `grace` seconds.
 
-    Each gets SIGTERM and may finish its work (a gateway drains in-flight
-    requests while the engine behind it still runs); each later child is
-    left at least `min_share` seconds. Whatever still runs at its deadline
-    is killed.
+    Every child of a stage gets SIGTERM at once and may finish its work (a
+    gateway drains in-flight requests while the engines behind it still
+    run); each later stage is left at least `min_share` seconds. Whatever
+    still runs at its stage's deadline is killed.
     """
     deadline = time.monotonic() + grace
-    for position, child in enumerate(children):
-        reserve = min_share * (len(children) - position - 1)
-        child.signal(signal.SIGTERM)
-        child.wait(deadline - reserve - time.monotonic())
-        if child.running():
-            child.kill()
-        child.kill_leftovers()
+    for position, stage in enumerate(stages):
+        reserve = min_share * (len(stages) - position - 1)
+        for child in stage:
+            child.signal(signal.SIGTERM)
+        for child in stage:
+            child.wait(deadline - reserve - time.monotonic())
+        for child in stage:
+            if child.running():
+                child.kill()
+            child.kill_leftovers()

@@ -25,7 +25,8 @@ from typing import TextIO
 
 import httpx
 
-from .children import Child, console_command, stop_in_order
+from .children import Child, console_command, engine_env, gateway_env, stop_in_order
+from .engines import EngineSlot, cpu_count, plan_engines, visible_gpus
 from .network import base_url, first_model, is_ready, port_problem
 from .serve_options import DEFAULT_MODEL, engine_args, gateway_args
 
@@ -80,26 +81,6 @@ def is_probe_log(line: str) -> bool:
     return "infer_server.access" in line and (" GET /ready " in line or " GET /health " in line)
 
 
-def engine_env(env: dict[str, str]) -> dict[str, str]:
-    """The engine's environment: OpenMP threads spin briefly, then sleep, while idle.
-
-    The engine shares the machine with the gateway; OpenMP workers that spin
-    for long (the default) make CPU matrix products ~20x slower as soon as
-    another process wants a core, and ones that sleep at once (PASSIVE alone)
-    make a batch-1 decode step ~2x slower. A value set by the user wins.
-    """
-    return {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "10000", **env}
-
-
-def gateway_env(env: dict[str, str], api_key: str | None) -> dict[str, str]:
-    """The gateway's environment: the API key travels as API_KEY, never on a command line
-    (where every local user can read it in `ps`)."""
-    out = {k: v for k, v in env.items() if k != "API_KEY"}
-    if api_key:
-        out["API_KEY"] = api_key
-    return out
-
-
 def private_dir() -> Path:
     """A fresh 0700 directory short enough for an ipc socket path."""
     path = Path(tempfile.mkdtemp(prefix="infer-"))
@@ -149,38 +130,44 @@ class Launcher:
         if problem:
             return self._fail(problem)
         workdir = private_dir()
-        endpoint = f"ipc://{workdir / 'engine.ipc'}"
+        try:
+            slots = plan_engines(
+                self.args.engines,
+                workdir,
+                self.args.device,
+                self.args.threads,
+                visible_gpus(os.environ) if self.args.engines > 1 else [],
+                cpu_count(),
+            )
+        except ValueError as exc:
+            shutil.rmtree(workdir, ignore_errors=True)
+            return self._fail(str(exc))
         env = {k: v for k, v in os.environ.items() if k != "API_KEY"}
         env["PYTHONUNBUFFERED"] = "1"
-        engine = Child(
-            "engine",
-            console_command("infer-scheduler", "infer_scheduler.cli")
-            + engine_args(self.args, endpoint),
-            self.log,
-            engine_env(env),
-            marker="engine ready",
-        )
+        engines = [self._engine(slot, env) for slot in slots]
         gateway = Child(
             "gateway",
-            console_command("infer-server", "infer_server.cli") + gateway_args(self.args, endpoint),
+            console_command("infer-server", "infer_server.cli")
+            + gateway_args(self.args, [slot.endpoint for slot in slots]),
             self.log,
             gateway_env(env, self.args.api_key),
             hide=is_probe_log,
         )
-        self._children = [gateway, engine]
+        self._children = [gateway, *engines]
+        sockets = {engine.name: slot.socket for engine, slot in zip(engines, slots, strict=True)}
         previous = self._install_signals()
         try:
-            for child in (engine, gateway):
+            for child in (*engines, gateway):
                 try:
                     child.start()
                 except OSError as exc:
                     return self._fail(f"cannot start the {child.name} ({child.argv[0]}): {exc}")
+            pids = ", ".join(f"{e.name} pid {e.pid}" for e in engines)
             self._say(
-                f"loading {self.args.model} (engine pid {engine.pid}); "
-                f"HTTP server on {self.url} (pid {gateway.pid})"
+                f"loading {self.args.model} ({pids}); HTTP server on {self.url} (pid {gateway.pid})"
             )
             with httpx.Client(timeout=2.0) as client:
-                failed = self._wait_ready(client, engine, gateway)
+                failed = self._wait_ready(client, engines, gateway)
                 if failed is not None:
                     return failed
                 if self._stop.is_set():
@@ -188,24 +175,38 @@ class Launcher:
                 model = first_model(client, self.url, self.args.api_key) or self.args.model
                 self.out.write(banner(self.url, model, self.args.api_key))
                 self.out.flush()
-                return self._supervise(client, engine, gateway, workdir / "engine.ipc")
+                return self._supervise(client, engines, gateway, sockets)
         finally:
-            stop_in_order(self._children, self.args.shutdown_timeout + ENGINE_STOP_S)
+            stop_in_order([[gateway], engines], self.args.shutdown_timeout + ENGINE_STOP_S)
             shutil.rmtree(workdir, ignore_errors=True)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)  # type: ignore[arg-type]
 
-    def _wait_ready(self, client: httpx.Client, engine: Child, gateway: Child) -> int | None:
-        """None once /ready answers 200 (or on a stop signal); an exit code on failure."""
+    def _engine(self, slot: EngineSlot, env: dict[str, str]) -> Child:
+        """The engine child of one slot (its own socket, threads and GPU)."""
+        args = argparse.Namespace(**{**vars(self.args), "threads": slot.threads})
+        return Child(
+            slot.name,
+            console_command("infer-scheduler", "infer_scheduler.cli")
+            + engine_args(args, slot.endpoint),
+            self.log,
+            engine_env({**env, **slot.env}),
+            marker="engine ready",
+        )
+
+    def _wait_ready(self, client: httpx.Client, engines: list[Child], gateway: Child) -> int | None:
+        """None once every engine is ready and /ready answers 200 (or on a stop signal);
+        an exit code on failure."""
         deadline = time.monotonic() + self.args.ready_timeout
         while not self._stop.is_set():
-            for child, what in ((engine, "the engine"), (gateway, "the HTTP server")):
+            for child in (*engines, gateway):
                 code = child.poll()
                 if code is not None:
+                    what = "the HTTP server" if child is gateway else f"the {child.name}"
                     return self._fail(
                         f"{what} exited during startup ({describe_exit(code)}): {child.reason()}"
                     )
-            if is_ready(client, self.url):
+            if all(e.marker_seen for e in engines) and is_ready(client, self.url):
                 return None
             if time.monotonic() > deadline:
                 return self._fail(
@@ -216,13 +217,14 @@ class Launcher:
         return None
 
     def _supervise(
-        self, client: httpx.Client, engine: Child, gateway: Child, socket_file: Path
+        self, client: httpx.Client, engines: list[Child], gateway: Child, sockets: dict[str, Path]
     ) -> int:
-        """Restart children that die until a stop signal; 0 then, 1 on a crash loop."""
-        quick_exits = {engine.name: 0, gateway.name: 0}
-        waiting_for_engine = False
+        """Restart children that die, each on its own, until a stop signal; 0 then, 1 on a
+        crash loop. The others keep running meanwhile."""
+        quick_exits = {child.name: 0 for child in (*engines, gateway)}
+        restarting: set[str] = set()
         while not self._stop.wait(0.25):
-            for child in (engine, gateway):
+            for child in (*engines, gateway):
                 code = child.poll()
                 if code is None:
                     continue
@@ -241,17 +243,18 @@ class Launcher:
                 )
                 if self._stop.wait(delay):
                     return 0
-                if child is engine:
-                    socket_file.unlink(missing_ok=True)
-                    waiting_for_engine = True
+                if child.name in sockets:
+                    sockets[child.name].unlink(missing_ok=True)
+                    restarting.add(child.name)
                 try:
                     child.start()
                 except OSError as exc:
                     return self._fail(f"cannot restart the {child.name}: {exc}")
                 self._say(f"restarted the {child.name} (pid {child.pid})")
-            if waiting_for_engine and engine.marker_seen and is_ready(client, self.url):
-                waiting_for_engine = False
-                self._say("the engine is ready again")
+            for engine in engines:
+                if engine.name in restarting and engine.marker_seen and is_ready(client, self.url):
+                    restarting.discard(engine.name)
+                    self._say(f"the {engine.name} is ready again")
         return 0
 
 

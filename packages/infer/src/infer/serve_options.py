@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -169,6 +169,14 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
         choices=LOG_LEVELS,
         default=None,
         help="log level of both (default: theirs, info or LOG_LEVEL)",
+    )
+
+    main.add_argument(
+        "--engines",
+        type=positive_int,
+        default=1,
+        help="engine processes behind the one gateway (default 1): CPU threads split between "
+        "them, or one GPU each",
     )
 
     engine = parser.add_argument_group("engine (infer-scheduler)")
@@ -345,15 +353,15 @@ def engine_args(args: argparse.Namespace, endpoint: str) -> list[str]:
     return ["--model", args.model, "--endpoint", endpoint, *child_args(args, ENGINE)]
 
 
-def gateway_args(args: argparse.Namespace, endpoint: str) -> list[str]:
-    """Command-line arguments of infer-server."""
+def gateway_args(args: argparse.Namespace, endpoints: str | Sequence[str]) -> list[str]:
+    """Command-line arguments of infer-server (one --engine-endpoint per engine)."""
+    listed = [endpoints] if isinstance(endpoints, str) else list(endpoints)
     return [
         "--host",
         args.host,
         "--port",
         str(args.port),
-        "--engine-endpoint",
-        endpoint,
+        *(part for endpoint in listed for part in ("--engine-endpoint", endpoint)),
         *child_args(args, GATEWAY),
     ]
 
