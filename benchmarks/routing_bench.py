@@ -122,10 +122,16 @@ def summary(policy: str, data: dict) -> str:
 
 
 def engine_counts(data: dict) -> str:
+    """Where requests went: each engine's routed count and own hit rate, when reported."""
     engines = data.get("engines")
     if not isinstance(engines, list):
         return "engines: (the gateway's /v1/metrics has no engines list)"
-    return "engines: " + json.dumps(engines, separators=(",", ":"))[:600]
+    keys = ("requests_routed", "completed_requests", "prefix_cache_hit_rate")
+    parts = []
+    for engine in engines:
+        shown = {k: engine[k] for k in keys if isinstance(engine, dict) and k in engine}
+        parts.append(", ".join(f"{k} {v}" for k, v in shown.items()) or json.dumps(engine))
+    return "engines: " + " | ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:
