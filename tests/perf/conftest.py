@@ -13,7 +13,8 @@ from infer_worker.testing import write_tiny_llama
 
 @pytest.fixture(scope="session")
 def bf16_bundle() -> ModelBundle:
-    return load_model("smollm2", device="cpu", dtype="bfloat16")
+    # the int8 / int4 paths quantize dense bf16 weights: the GGUF is dequantized
+    return load_model("smollm2", device="cpu", dtype="bfloat16", gguf_weights="dequantize")
 
 
 @pytest.fixture(scope="session")

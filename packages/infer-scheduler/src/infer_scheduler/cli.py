@@ -102,6 +102,26 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     )
     p.add_argument("--kv-cache-tokens", type=int, default=None, help="KV cache capacity in tokens")
     p.add_argument(
+        "--memory-headroom-gb",
+        type=float,
+        default=2.0,
+        help="CPU without --kv-cache-tokens: RAM (GiB) left free; the KV cache takes the "
+        "available RAM after the weights minus this, up to 131072 tokens",
+    )
+    p.add_argument(
+        "--kv-cache-dtype",
+        default="auto",
+        help="auto (the model's dtype), bf16 or float32 (must equal the model's dtype); "
+        "int8 is refused (not implemented)",
+    )
+    p.add_argument(
+        "--gguf-weights",
+        default="auto",
+        choices=["auto", "dequantize"],
+        help="auto: a GGUF's matrices stay in their kernel formats (one copy) on a CPU bf16 "
+        "model; dequantize: dense weights (then int8 / int4 copies as configured)",
+    )
+    p.add_argument(
         "--gpu-memory-utilization",
         type=float,
         default=0.9,
@@ -276,6 +296,8 @@ def _serve(args: argparse.Namespace) -> int:
             compile=args.compile,
             compile_buckets=args.compile_buckets,
             cuda_graphs=not args.enforce_eager,
+            memory_headroom_gb=args.memory_headroom_gb,
+            kv_cache_dtype=args.kv_cache_dtype,
         )
     except ValueError as exc:
         print(f"infer-scheduler: error: {exc}", file=sys.stderr)
@@ -293,7 +315,9 @@ def _serve(args: argparse.Namespace) -> int:
     started = time.monotonic()
     try:
         dtype = serving_dtype(args.dtype, resolve_device(args.device))
-        bundle = load_model(args.model, device=args.device, dtype=dtype)
+        bundle = load_model(
+            args.model, device=args.device, dtype=dtype, gguf_weights=args.gguf_weights
+        )
     except ModelLoadError as exc:
         log.error("could not load model: %s", exc)
         return 1
@@ -306,7 +330,11 @@ def _serve(args: argparse.Namespace) -> int:
     )
     if fast:
         log.info("CPU fast paths: %s", ", ".join(fast))
-    engine = Engine(bundle, options)
+    try:
+        engine = Engine(bundle, options)
+    except ValueError as exc:
+        log.error("%s", exc)
+        return 2
     # import xgrammar, build its tokenizer table off the step loop; joined before returning:
     # exiting while that thread is inside xgrammar's C++ aborts the process
     warm_up = engine.grammars.warm_up()

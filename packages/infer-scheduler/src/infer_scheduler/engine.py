@@ -43,11 +43,17 @@ class Engine:
     def __init__(self, bundle: Any, options: EngineOptions | None = None) -> None:
         self.bundle = bundle
         self.options = options or EngineOptions()
+        if self.options.compile != "off" and getattr(bundle.model, "group_weights", False):
+            raise ValueError(
+                f"--compile {self.options.compile}: the compiled decode graph cannot use "
+                "weights held in group formats (GGUF quantized files); use --compile off"
+            )
         config = bundle.config
         self.context_length: int = config.context_length
         self.vocab_size: int = config.vocab_size
         self.eos_ids = frozenset(config.eos_token_ids)
         bs = self.options.block_size
+        self.options.kv_dtype_for(bundle.dtype)
         per_token = KVCache.bytes_per_token(config, bundle.dtype)
         num_blocks = num_kv_blocks(self.options, per_token, bundle.device)
         self.pool = BlockPool(num_blocks, bs)

@@ -2,12 +2,16 @@
 
 Sizing: `kv_cache_tokens` wins when given. Otherwise on CUDA the cache takes
 `gpu_memory_utilization` of the device's total memory minus what is already
-in use (the weights) and an activation reserve; on the CPU it takes 10% of
-the available RAM, capped at 131072 tokens. Either way at least 16 blocks.
+in use (the weights) and an activation reserve; on the CPU it takes the RAM
+psutil reports available when the engine starts (the weights are loaded by then,
+so their bytes are already out of it) minus `memory_headroom_gb` (activations,
+the tokenizer, the gateway and everything else on the machine), capped at
+131072 tokens. Either way at least 16 blocks.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import psutil
@@ -15,8 +19,11 @@ import torch
 
 from infer_worker.compile import DEFAULT_BUCKETS
 
-CPU_MEMORY_FRACTION = 0.10
+log = logging.getLogger("infer_scheduler")
+
 CPU_MAX_TOKENS = 131072
+DEFAULT_HEADROOM_GB = 2.0
+KV_CACHE_DTYPES = ("auto", "bf16", "bfloat16", "float32")
 MIN_BLOCKS = 16
 COMPILE_MODES = ("off", "auto", "on")
 
@@ -35,6 +42,8 @@ class EngineOptions:
     cuda_graphs: bool = True  # on CUDA, decode steps replay captured graphs (cuda_graphs.py)
     compile: str = "off"  # CPU: torch.compile'd decode steps (off, auto: background, on: at start)
     compile_buckets: tuple[int, ...] = DEFAULT_BUCKETS  # decode batch sizes compiled (padded up)
+    memory_headroom_gb: float = DEFAULT_HEADROOM_GB  # CPU: RAM left free beside the KV cache
+    kv_cache_dtype: str = "auto"  # auto: the model's dtype; bf16 / float32 must equal it
 
     def __post_init__(self) -> None:
         if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
@@ -53,6 +62,26 @@ class EngineOptions:
             raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}")
         if not self.compile_buckets or min(self.compile_buckets) < 1:
             raise ValueError("compile_buckets must be batch sizes >= 1")
+        if self.memory_headroom_gb < 0:
+            raise ValueError("memory_headroom_gb must be >= 0")
+        if self.kv_cache_dtype == "int8":
+            raise ValueError(
+                "--kv-cache-dtype int8 is not implemented (the decode attention kernels "
+                "read bf16 / float32 caches); use auto"
+            )
+        if self.kv_cache_dtype not in KV_CACHE_DTYPES:
+            raise ValueError(f"kv_cache_dtype must be one of {', '.join(KV_CACHE_DTYPES)}")
+
+    def kv_dtype_for(self, model_dtype: torch.dtype) -> torch.dtype:
+        """The KV cache dtype: the model's; ValueError when kv_cache_dtype names another."""
+        named = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+        wanted = named.get(self.kv_cache_dtype, model_dtype)
+        if wanted != model_dtype:
+            raise ValueError(
+                f"--kv-cache-dtype {self.kv_cache_dtype}: the model runs in "
+                f"{str(model_dtype).removeprefix('torch.')} and the cache must match it"
+            )
+        return wanted
 
     def batch_tokens_for(self, device: torch.device) -> int:
         if self.max_batch_tokens is not None:
@@ -71,6 +100,18 @@ def num_kv_blocks(options: EngineOptions, bytes_per_token: int, device: torch.de
         budget = total * options.gpu_memory_utilization - (total - free) - reserve
         tokens = int(budget // bytes_per_token)
     else:
-        budget = psutil.virtual_memory().available * CPU_MEMORY_FRACTION
-        tokens = min(int(budget // bytes_per_token), CPU_MAX_TOKENS)
+        available = psutil.virtual_memory().available
+        budget = available - options.memory_headroom_gb * 2**30
+        tokens = min(max(0, int(budget // bytes_per_token)), CPU_MAX_TOKENS)
+        blocks = max(MIN_BLOCKS, tokens // bs)
+        log.info(
+            "KV cache: %d tokens, %.2f GiB (%.2f GiB available after the weights, "
+            "%.1f GiB headroom, cap %d tokens)",
+            blocks * bs,
+            blocks * bs * bytes_per_token / 2**30,
+            available / 2**30,
+            options.memory_headroom_gb,
+            CPU_MAX_TOKENS,
+        )
+        return blocks
     return max(MIN_BLOCKS, tokens // bs)

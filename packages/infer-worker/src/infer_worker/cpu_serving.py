@@ -62,7 +62,8 @@ def prepare_cpu_serving(
 ) -> list[str]:
     """Turn on the CPU fast paths for a bf16 model; returns the names of those turned on.
 
-    float32 and non-CPU models are left as they are (exactness first). Steps of at most
+    float32 and non-CPU models are left as they are (exactness first), and so are models
+    whose weights are held in kernel formats (CausalLM.group_weights). Steps of at most
     int8_rows tokens use int8 linears (int8.py; ALL_ROWS: every step, and then no other
     copy of the weights is made); int8_rows = 0 keeps bf16 weights for every batch size.
     Larger steps use oneDNN-prepacked bf16 weights, and with wide_rows > 0 on a CPU
@@ -75,6 +76,9 @@ def prepare_cpu_serving(
         return enabled
     start_build()
     enabled.append("cpp-decode-attention")
+    if getattr(model, "group_weights", False):  # GGUF blocks held as they are: no other copy
+        enabled.append("group-format-linears(one copy)")
+        return enabled
     if dtype != torch.bfloat16:
         return enabled
     if int8_rows >= ALL_ROWS:

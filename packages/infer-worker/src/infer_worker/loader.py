@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +16,11 @@ from .config import ModelConfig
 from .cpp_kernels import start_build
 from .errors import ModelLoadError
 from .gguf_loader import GGUFFile
+from .gguf_quantized import quantized_weights, wants_kernel_formats
 from .hf_loader import HFDirectory
 from .models import CausalLM, build_model
+from .models.group_weights import load_group_weights
+from .quant import kernels as group_kernels
 
 log = logging.getLogger("infer_worker")
 
@@ -83,14 +87,28 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     return DTYPES[dtype]
 
 
+GGUF_WEIGHTS = ("auto", "dequantize")
+
+
 def load_model(
-    model: str = DEFAULT_MODEL, device: str = "cpu", dtype: str = "float32"
+    model: str = DEFAULT_MODEL,
+    device: str = "cpu",
+    dtype: str = "float32",
+    gguf_weights: str = "auto",
 ) -> ModelBundle:
     """Load a model by name ("smollm2"), GGUF file path or HF directory path.
+
+    gguf_weights: "auto" holds a GGUF's matrices in their kernel formats (one copy,
+    gguf_quantized.py) when the model runs in bf16 on the CPU; "dequantize" makes dense
+    dtype weights of every GGUF tensor (the path float32 and CUDA models always take).
 
     Raises ModelLoadError (naming the file and the problem) for anything it cannot load.
     """
     start = time.perf_counter()
+    if gguf_weights not in GGUF_WEIGHTS:
+        raise ModelLoadError(
+            str(gguf_weights), f"unknown gguf_weights; use one of {', '.join(GGUF_WEIGHTS)}"
+        )
     dev = resolve_device(device)
     run_dtype = resolve_dtype(dtype, dev)
     if model == DEFAULT_MODEL:
@@ -125,13 +143,25 @@ def load_model(
     net = build_model(config).to(device=dev, dtype=run_dtype)
     net.reset_rotary(dev)
     try:
-        net.load_hf_weights(source.weights(config, run_dtype))
+        kernel = gguf_weights == "auto" and wants_kernel_formats(dev, run_dtype)
+        if isinstance(source, GGUFFile) and kernel:
+            load_group_weights(net, quantized_weights(source.plan(config), run_dtype))
+        else:
+            net.load_hf_weights(source.weights(config, run_dtype))
     except KeyError as exc:
         raise ModelLoadError(str(path), f"weights do not fit the model: {exc.args[0]}") from None
     net.eval()
     if dev.type == "cpu":
         start_build()  # the C++ decode kernel, built or loaded in the background
-    log.info("weights loaded on %s as %s (%.2fs)", dev, run_dtype, time.perf_counter() - start)
+    if net.group_weights:  # the group-format kernels too (the first step waits for them)
+        threading.Thread(target=group_kernels.module, name="group-kernels", daemon=True).start()
+    log.info(
+        "weights loaded on %s as %s: %.1f MiB held (%.2fs)",
+        dev,
+        run_dtype,
+        net.weight_bytes() / 2**20,
+        time.perf_counter() - start,
+    )
     return ModelBundle(
         model=net,
         tokenizer=tokenizer,

@@ -53,6 +53,9 @@ PASSTHROUGH: tuple[Passthrough, ...] = (
     Passthrough("enforce_eager", "--enforce-eager", (ENGINE,), "flag"),
     Passthrough("kv_cache_tokens", "--kv-cache-tokens", (ENGINE,)),
     Passthrough("gpu_memory_utilization", "--gpu-memory-utilization", (ENGINE,)),
+    Passthrough("memory_headroom_gb", "--memory-headroom-gb", (ENGINE,)),
+    Passthrough("kv_cache_dtype", "--kv-cache-dtype", (ENGINE,)),
+    Passthrough("gguf_weights", "--gguf-weights", (ENGINE,)),
     Passthrough("block_size", "--block-size", (ENGINE,)),
     Passthrough("max_running", "--max-running", (ENGINE,)),
     Passthrough("max_batch_tokens", "--max-batch-tokens", (ENGINE,)),
@@ -235,6 +238,24 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     )
     engine.add_argument(
         "--kv-cache-tokens", type=positive_int, default=None, help="KV cache capacity in tokens"
+    )
+    engine.add_argument(
+        "--memory-headroom-gb",
+        type=float,
+        default=None,
+        help="CPU without --kv-cache-tokens: RAM (GiB) left free beside the KV cache (default 2)",
+    )
+    engine.add_argument(
+        "--kv-cache-dtype",
+        choices=["auto", "bf16", "bfloat16", "float32", "int8"],
+        default=None,
+        help="auto (the model's dtype) or the model's dtype by name; int8 is refused",
+    )
+    engine.add_argument(
+        "--gguf-weights",
+        choices=["auto", "dequantize"],
+        default=None,
+        help="auto: GGUF matrices stay in kernel formats (one copy, CPU bf16); dequantize: dense",
     )
     engine.add_argument(
         "--gpu-memory-utilization",

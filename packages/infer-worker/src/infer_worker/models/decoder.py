@@ -22,8 +22,9 @@ from ..int8 import Int8Weight, pack_weight
 from ..kv_cache import KVCache
 from ..metadata import AttentionMetadata
 from ..onednn_rows import packed_linear
+from ..quant.weights import StackedWeight
 from .attention import AttentionFront, LayerAttention
-from .layers import GatedMLP, Linear, RMSNorm
+from .layers import GatedMLP, Linear, RMSNorm, drop_weight
 from .rotary import RotaryEmbedding, rotary_for
 from .step import EagerStep
 from .weights import load_hf_weights
@@ -91,6 +92,7 @@ class CausalLM(nn.Module):
         self.rotaries = rotary_for(config)
         self.logits_int8: Int8Weight | None = None
         self.logits_packed: torch.Tensor | None = None
+        self.embed_group: StackedWeight | None = None  # the embedding in a kernel format
 
     def make_layer(self, config: ModelConfig, index: int) -> nn.Module:
         return DecoderLayer(config, index)
@@ -104,6 +106,30 @@ class CausalLM(nn.Module):
     def logits_weight(self) -> torch.Tensor:
         """The logits projection's weight: lm_head's, or the tied embedding's."""
         return self.embed_tokens.weight if self.lm_head is None else self.lm_head.weight
+
+    @property
+    def group_weights(self) -> bool:
+        """True when weights are held in kernel formats only (no bf16 copy to quantize)."""
+        return self.embed_group is not None or any(m.group is not None for m in self._linears())
+
+    def use_embed_group(self, stack: StackedWeight) -> None:
+        """Hold the embedding (and the tied logits projection) as `stack` only."""
+        want = (self.config.vocab_size, self.config.hidden_size)
+        if tuple(stack.shape) != want:
+            raise KeyError(f"embedding of shape {tuple(stack.shape)}, expected {want}")
+        self.embed_group = stack
+        self.embed_tokens.weight = drop_weight(self.embed_tokens.weight)
+
+    def weight_bytes(self) -> int:
+        """Bytes of every weight as held: parameters, buffers aside, plus kernel formats."""
+        total = sum(p.nbytes for p in self.parameters())
+        groups = [m.group for m in self._linears() if m.group is not None]
+        if self.embed_group is not None:
+            groups.append(self.embed_group)
+        return total + sum(g.nbytes() for g in groups)
+
+    def _linears(self) -> list[Linear]:
+        return [m for m in self.modules() if isinstance(m, Linear)]
 
     def _layer_linears(self) -> list[Linear]:
         return [m for m in self.modules() if isinstance(m, Linear) and m is not self.lm_head]
@@ -141,7 +167,12 @@ class CausalLM(nn.Module):
         self.rotaries = nn.ModuleDict({k: v.to(device) for k, v in rotary_for(self.config).items()})
 
     def embed(self, input_ids: torch.Tensor) -> torch.Tensor:
-        x = self.embed_tokens(input_ids)
+        if self.embed_group is not None:
+            dtype = self.embed_tokens.weight.dtype
+            rows = self.embed_group.rows(input_ids.reshape(-1), dtype)
+            x = rows.reshape(*input_ids.shape, -1)
+        else:
+            x = self.embed_tokens(input_ids)
         if self.config.embed_scale is not None:  # Gemma: scaled by a constant in the run dtype
             x = x * torch.tensor(self.config.embed_scale, dtype=x.dtype)
         return x
@@ -164,6 +195,10 @@ class CausalLM(nn.Module):
 
     def eager_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The logits projection of normed rows with this model's weight formats."""
+        group = self.embed_group if self.lm_head is None else self.lm_head.group
+        if group is not None:  # float32 rows in: the kernel path returns float32 logits
+            rows = x.reshape(-1, x.shape[-1]).float()
+            return group.matmul(rows).float().reshape(*x.shape[:-1], -1)
         if self.logits_int8 is not None and self.logits_int8.applies(x):
             return self.logits_int8.matmul(x, float_out=True)
         if self.logits_packed is not None and x.dim() == 2:

@@ -17,6 +17,7 @@ from .. import fused_cpu
 from ..int4 import Int4Weight
 from ..int8 import Int8Weight, pack_weight
 from ..onednn_rows import packed_linear
+from ..quant.weights import StackedWeight
 from ..wide_gemm import Float32Weight
 
 
@@ -27,7 +28,9 @@ class Linear(nn.Linear):
     int8 copy of the weight (see int8.py); after `use_wide(min_rows)`, inputs of
     at least min_rows rows go through a float32 copy (see wide_gemm.py); after
     `use_packed()`, other inputs use a oneDNN-prepacked copy (same values,
-    faster GEMM); otherwise the weight.
+    faster GEMM); otherwise the weight. After `use_group(stack)` the weight is
+    held only in its kernel format (quant/: GGUF blocks repacked, or --quantize) and
+    `weight` is an empty tensor that keeps the run dtype; no other copy exists.
     """
 
     def __init__(self, *args, **kwargs) -> None:
@@ -35,9 +38,20 @@ class Linear(nn.Linear):
         self.int8: Int8Weight | None = None
         self.packed: torch.Tensor | None = None
         self.wide: Float32Weight | None = None
+        self.group: StackedWeight | None = None
 
     def reset_parameters(self) -> None:
         pass
+
+    def use_group(self, stack: StackedWeight) -> None:
+        """Hold the weight as `stack` only (its shape must be [out_features, in_features])."""
+        if tuple(stack.shape) != (self.out_features, self.in_features):
+            raise KeyError(
+                f"weight of shape {tuple(stack.shape)}, expected "
+                f"{(self.out_features, self.in_features)}"
+            )
+        self.group = stack
+        self.weight = drop_weight(self.weight)
 
     def use_int8(self, max_rows: int) -> None:
         self.int8 = Int8Weight(self.weight, max_rows)
@@ -55,6 +69,9 @@ class Linear(nn.Linear):
         self.wide = Float32Weight(self.weight, min_rows, self.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.group is not None:
+            out = self.group.matmul(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
+            return out if self.bias is None else out + self.bias
         int8 = self.int8
         if int8 is not None and int8.applies(x):
             return int8.matmul(x, self.bias)
@@ -64,6 +81,11 @@ class Linear(nn.Linear):
         if self.packed is not None and x.dim() == 2:
             return packed_linear(x, self.packed, self.bias)
         return F.linear(x, self.weight, self.bias)
+
+
+def drop_weight(weight: torch.Tensor) -> nn.Parameter:
+    """An empty parameter standing for a weight held elsewhere (same dtype and device)."""
+    return nn.Parameter(weight.new_empty(0), requires_grad=False)
 
 
 class RMSNorm(nn.Module):
