@@ -117,3 +117,37 @@ def test_killing_one_of_two_engines_fails_no_unstarted_request(pool):
         assert ask(gw) == "length"
     again = by_id(gw)["e1"]
     assert again["requests_routed"] - routed == 2 and again["completed_requests"] == 2
+
+
+def test_a_non_streamed_answer_whose_engine_dies_mid_answer_starts_again_elsewhere(pool):
+    """Nothing of a non-streamed answer has reached its client until the end, so an engine
+    lost mid-answer costs time, not the request: the choice starts again on the other one."""
+    gw, victim = pool["gw"], pool["e1"]
+    client = gw.openai(timeout=120)
+    answers: list = []
+
+    def plain() -> None:
+        answers.append(
+            client.completions.create(
+                model="tiny",
+                prompt="Once upon a time",
+                max_tokens=1500,
+                temperature=0,
+                extra_body={"ignore_eos": True},
+            )
+        )
+
+    with ThreadPoolExecutor(2) as workers:
+        jobs = [workers.submit(plain) for _ in range(2)]  # round robin: one on each engine
+        # e1 is mid-answer: its engine reports a running request and has made tokens
+        assert wait_until(lambda: by_id(gw)["e1"]["running"] >= 1, 30), by_id(gw)
+        assert wait_until(lambda: metrics(gw)["engine"]["total_tokens_generated"] >= 64, 30)
+        assert not any(job.done() for job in jobs)
+        os.kill(victim.popen.pid, signal.SIGKILL)
+        for job in jobs:
+            job.result()  # no exception: both answered 200
+    for answer in answers:
+        assert answer.usage.completion_tokens == 1500
+        assert answer.choices[0].finish_reason == "length"
+    assert answers[0].choices[0].text == answers[1].choices[0].text  # greedy: the same answer
+    assert by_id(gw)["e1"]["requests_failed_over"] == 1

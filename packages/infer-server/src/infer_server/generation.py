@@ -48,6 +48,7 @@ class Piece:
     text: str
     logprobs: list[TokenLogprob] | None = None
     finish_reason: str | None = None
+    restart: bool = False  # drop what this choice released so far: it starts again elsewhere
 
 
 SETTLE_SECONDS = 2.0  # how long an aborted choice waits for the engine's final count
@@ -117,6 +118,9 @@ class Choice:
         self.text = ""
         self._aborted: asyncio.Queue | None = None  # read by settle() for the final count
         self._timed_out = False
+        # True when nothing released reaches the client before the end (a non-streamed
+        # answer): a choice whose engine is lost mid-answer then starts again on another
+        self.restartable = False
 
     def _request(self) -> GenerateRequest:
         seed = self.sampling.seed
@@ -171,17 +175,24 @@ class Choice:
                     # the client already sent the engine its abort; no final count will come
                     error = engine_unavailable(f"The inference engine is not available: {item}")
                     finished = True
-                    if self.stats.completion_tokens == 0:
+                    if self.stats.completion_tokens == 0 or self.restartable:
                         queue = self._fail_over(tried, error)  # raises when none is left
                         finished = False
+                        if self.stats.completion_tokens:
+                            detok, stops = self._restart()
+                            yield Piece(self.index, "", restart=True)
                         continue
                     raise error
                 if isinstance(item, RequestError):
                     error = self._engine_error(item)
                     finished = True  # the engine already forgot this request
-                    if item.code == "shutting_down" and self.stats.completion_tokens == 0:
+                    lost = item.code == "shutting_down"
+                    if lost and (self.stats.completion_tokens == 0 or self.restartable):
                         queue = self._fail_over(tried, error)
                         finished = False
+                        if self.stats.completion_tokens:
+                            detok, stops = self._restart()
+                            yield Piece(self.index, "", restart=True)
                         continue
                     raise error
                 if not isinstance(item, TokenDelta):
@@ -220,6 +231,12 @@ class Choice:
                 keep = not self._timed_out
                 self.client.abort(self.request_id, reason="client", keep_stream=keep)
                 self._aborted = queue if keep else None
+
+    def _restart(self) -> tuple[IncrementalDetokenizer, StopMatcher]:
+        """Forget the answer so far (its engine is gone); fresh detokenizer and stop matcher."""
+        self.stats = ChoiceStats(prompt_tokens=len(self.input_ids))
+        self.text = ""
+        return IncrementalDetokenizer(self.model.tokenizer), StopMatcher(self.sampling.stop)
 
     def _engine_error(self, error: RequestError) -> APIError:
         """The engine's refusal; a constraint it could not compile names its field."""

@@ -128,9 +128,14 @@ class Run:
         A client that leaves ends it with 499 (its engine requests aborted).
         """
         out = [Collected() for _ in self.choices]
+        for choice in self.choices:
+            choice.restartable = True  # nothing reaches the client before the end
 
         async def work() -> None:
             async for piece in merge(self.choices):
+                if piece.restart:
+                    out[piece.index] = Collected()
+                    continue
                 got = out[piece.index]
                 got.text += piece.text
                 got.finish_reason = piece.finish_reason or got.finish_reason
