@@ -115,6 +115,13 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         "int8 is refused (not implemented)",
     )
     p.add_argument(
+        "--quantize",
+        default=None,
+        choices=["int8", "int4"],
+        help="CPU, HF bf16/fp16/fp32 checkpoints: hold every linear as int8 or int4 groups of "
+        "32 (weight-only, one copy); refused for GGUF files and quantized checkpoints",
+    )
+    p.add_argument(
         "--gguf-weights",
         default="auto",
         choices=["auto", "dequantize"],

@@ -21,6 +21,7 @@ from .hf_loader import HFDirectory
 from .models import CausalLM, build_model
 from .models.group_weights import load_group_weights
 from .quant import kernels as group_kernels
+from .quantize import check_quantize, quantize_linears
 
 log = logging.getLogger("infer_worker")
 
@@ -95,12 +96,15 @@ def load_model(
     device: str = "cpu",
     dtype: str = "float32",
     gguf_weights: str = "auto",
+    quantize: str | None = None,
 ) -> ModelBundle:
     """Load a model by name ("smollm2"), GGUF file path or HF directory path.
 
     gguf_weights: "auto" holds a GGUF's matrices in their kernel formats (one copy,
     gguf_quantized.py) when the model runs in bf16 on the CPU; "dequantize" makes dense
     dtype weights of every GGUF tensor (the path float32 and CUDA models always take).
+    quantize: "int8" / "int4" re-holds an HF checkpoint's linears in a group format
+    (quantize.py); refused for GGUF files and already-quantized checkpoints.
 
     Raises ModelLoadError (naming the file and the problem) for anything it cannot load.
     """
@@ -127,6 +131,9 @@ def load_model(
             str(path),
             f"no such file or directory (give {DEFAULT_MODEL!r}, a .gguf file or a model directory)",
         )
+    if quantize is not None:
+        raw = source.raw_config if isinstance(source, HFDirectory) else None
+        check_quantize(quantize, str(path), isinstance(source, GGUFFile), raw)
     log.info("reading %s (%.2fs)", path, time.perf_counter() - start)
     tokenizer = source.tokenizer()
     config = source.config(tokenizer)
@@ -151,6 +158,8 @@ def load_model(
     except KeyError as exc:
         raise ModelLoadError(str(path), f"weights do not fit the model: {exc.args[0]}") from None
     net.eval()
+    if quantize is not None:
+        quantize_linears(net, quantize, dev, str(path))
     if dev.type == "cpu":
         start_build()  # the C++ decode kernel, built or loaded in the background
     if net.group_weights:  # the group-format kernels too (the first step waits for them)

@@ -56,6 +56,7 @@ PASSTHROUGH: tuple[Passthrough, ...] = (
     Passthrough("memory_headroom_gb", "--memory-headroom-gb", (ENGINE,)),
     Passthrough("kv_cache_dtype", "--kv-cache-dtype", (ENGINE,)),
     Passthrough("gguf_weights", "--gguf-weights", (ENGINE,)),
+    Passthrough("quantize", "--quantize", (ENGINE,)),
     Passthrough("block_size", "--block-size", (ENGINE,)),
     Passthrough("max_running", "--max-running", (ENGINE,)),
     Passthrough("max_batch_tokens", "--max-batch-tokens", (ENGINE,)),
@@ -250,6 +251,12 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
         choices=["auto", "bf16", "bfloat16", "float32", "int8"],
         default=None,
         help="auto (the model's dtype) or the model's dtype by name; int8 is refused",
+    )
+    engine.add_argument(
+        "--quantize",
+        choices=["int8", "int4"],
+        default=None,
+        help="CPU, HF checkpoints: linears held as int8 / int4 groups (one copy)",
     )
     engine.add_argument(
         "--gguf-weights",
