@@ -19,6 +19,7 @@ from infer_scheduler.llm import LLM
 from infer_scheduler.options import EngineOptions
 from infer_worker import AttentionMetadata, load_model
 from infer_worker.cpu_serving import prepare_cpu_serving
+from infer_worker.gguf_quantized import wants_kernel_formats
 from infer_worker.quant.kquants import quantize_q4_k, quantize_q6_k
 from infer_worker.testing import tiny_llama_weights
 from infer_worker.testing_gguf import gguf_tensor_name, permute, write_gguf
@@ -111,7 +112,7 @@ def served(request, tmp_path_factory):
 def test_weights_are_held_once_in_kernel_formats(served, caplog) -> None:
     mix, path, file_bytes = served
     with caplog.at_level(logging.INFO, logger="infer_worker"):
-        bundle = load_model(str(path), device="cpu", dtype="bfloat16")
+        bundle = load_model(str(path), device="cpu", dtype="bfloat16", gguf_weights="kernel")
     model = bundle.model
     assert model.group_weights
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
@@ -137,7 +138,9 @@ def test_greedy_through_the_engine_matches_float32_reference(served) -> None:
     mix, path, _ = served
     prompts = [[5, 17, 99, 250, 3], [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]]
     reference = LLM(str(path), device="cpu", dtype="float32", kv_cache_tokens=1024)
-    quant = LLM(str(path), device="cpu", dtype="bfloat16", kv_cache_tokens=1024)
+    quant = LLM(
+        str(path), device="cpu", dtype="bfloat16", gguf_weights="kernel", kv_cache_tokens=1024
+    )
     assert quant.bundle.model.group_weights and not reference.bundle.model.group_weights
     want = reference.generate(prompts, max_tokens=8, ignore_eos=True)
     got = quant.generate(prompts, max_tokens=8, ignore_eos=True)
@@ -152,7 +155,7 @@ def test_greedy_through_the_engine_matches_float32_reference(served) -> None:
 def test_teacher_forced_agreement_over_256_positions(served) -> None:
     mix, path, _ = served
     reference = load_model(str(path), device="cpu", dtype="float32")
-    quant = load_model(str(path), device="cpu", dtype="bfloat16")
+    quant = load_model(str(path), device="cpu", dtype="bfloat16", gguf_weights="kernel")
     ids = torch.Generator().manual_seed(3)
     sequence = torch.randint(0, CONFIG["vocab_size"], (256,), generator=ids).tolist()
     picks = []
@@ -170,6 +173,25 @@ def test_teacher_forced_agreement_over_256_positions(served) -> None:
 
 def test_compile_is_refused_for_kernel_format_weights(served) -> None:
     _, path, _ = served
-    bundle = load_model(str(path), device="cpu", dtype="bfloat16")
+    bundle = load_model(str(path), device="cpu", dtype="bfloat16", gguf_weights="kernel")
     with pytest.raises(ValueError, match="--compile on"):
         Engine(bundle, EngineOptions(compile="on", kv_cache_tokens=256))
+
+
+def test_auto_holds_kernel_formats_when_dense_weights_would_crowd_the_memory() -> None:
+    cpu, gpu, bf16 = torch.device("cpu"), torch.device("cuda"), torch.bfloat16
+    gib = 2**30
+    assert not wants_kernel_formats(cpu, bf16, "auto", gib, 24 * gib)  # small: dense, faster
+    assert wants_kernel_formats(cpu, bf16, "auto", 6 * gib, 24 * gib)  # a quarter or more
+    assert wants_kernel_formats(cpu, bf16, "kernel", 1, 24 * gib)
+    assert not wants_kernel_formats(cpu, bf16, "dequantize", 20 * gib, 24 * gib)
+    assert not wants_kernel_formats(cpu, torch.float32, "kernel", 1, 24 * gib)  # exact mode
+    assert not wants_kernel_formats(gpu, bf16, "kernel", 1, 24 * gib)
+
+
+def test_auto_on_a_small_file_loads_dense_weights(served, caplog) -> None:
+    _, path, _ = served
+    with caplog.at_level(logging.INFO, logger="infer_worker"):
+        bundle = load_model(str(path), device="cpu", dtype="bfloat16")
+    assert not bundle.model.group_weights
+    assert "GGUF weights (--gguf-weights auto): dense" in caplog.text

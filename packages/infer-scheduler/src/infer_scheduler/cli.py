@@ -124,9 +124,10 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
     p.add_argument(
         "--gguf-weights",
         default="auto",
-        choices=["auto", "dequantize"],
-        help="auto: a GGUF's matrices stay in their kernel formats (one copy) on a CPU bf16 "
-        "model; dequantize: dense weights (then int8 / int4 copies as configured)",
+        choices=["auto", "kernel", "dequantize"],
+        help="CPU bf16: kernel: a GGUF's matrices stay in their kernel formats (one copy); "
+        "dequantize: dense weights (then int8 / int4 copies as configured); auto: kernel when "
+        "the dense weights would take a quarter of the available RAM or more",
     )
     p.add_argument(
         "--gpu-memory-utilization",

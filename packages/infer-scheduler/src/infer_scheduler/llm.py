@@ -75,12 +75,13 @@ class LLM:
         model: str = "smollm2",
         device: str = "auto",
         dtype: str = "auto",
+        gguf_weights: str = "auto",
         **engine_options: Any,
     ) -> None:
         from infer_worker import load_model
 
         options = EngineOptions(**engine_options)
-        self.bundle = load_model(model, device=device, dtype=dtype)
+        self.bundle = load_model(model, device=device, dtype=dtype, gguf_weights=gguf_weights)
         self.engine = Engine(self.bundle, options)
         self.tokenizer = self.bundle.tokenizer
         self._ids = count()

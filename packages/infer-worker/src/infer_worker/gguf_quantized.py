@@ -65,6 +65,21 @@ def tensor_type(name: str) -> GGMLQuantizationType:
     return GGMLQuantizationType[name]
 
 
-def wants_kernel_formats(device: torch.device, dtype: torch.dtype) -> bool:
-    """Kernel formats serve CPU bf16 models; float32 stays the exact (dequantized) mode."""
-    return device.type == "cpu" and dtype == torch.bfloat16
+DENSE_SHARE = 0.25  # auto: dense weights while their bf16 bytes stay under this share of RAM
+
+
+def wants_kernel_formats(
+    device: torch.device, dtype: torch.dtype, mode: str, dense_bytes: int, available: int
+) -> bool:
+    """Kernel formats serve CPU bf16 models only; float32 stays the exact (dequantized)
+    mode. "kernel" always, "dequantize" never; "auto" when the dense bf16 weights would
+    take DENSE_SHARE or more of the available RAM: below that the dense path (int8 linears,
+    1.45x the kernel formats' 32-stream throughput on the default model) is used."""
+    if device.type != "cpu" or dtype != torch.bfloat16 or mode == "dequantize":
+        return False
+    return mode == "kernel" or dense_bytes >= DENSE_SHARE * available
+
+
+def dense_bytes(tensors) -> int:
+    """bf16 bytes of every tensor of a GGUF file, dequantized."""
+    return sum(2 * int(np.prod(t.shape)) for t in tensors)

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import torch
 from tokenizers import Tokenizer
 
@@ -16,7 +17,7 @@ from .config import ModelConfig
 from .cpp_kernels import start_build
 from .errors import ModelLoadError
 from .gguf_loader import GGUFFile
-from .gguf_quantized import quantized_weights, wants_kernel_formats
+from .gguf_quantized import dense_bytes, quantized_weights, wants_kernel_formats
 from .hf_loader import HFDirectory
 from .models import CausalLM, build_model
 from .models.group_weights import load_group_weights
@@ -88,7 +89,11 @@ def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype
     return DTYPES[dtype]
 
 
-GGUF_WEIGHTS = ("auto", "dequantize")
+GGUF_WEIGHTS = ("auto", "kernel", "dequantize")
+
+
+def available_memory() -> int:
+    return psutil.virtual_memory().available
 
 
 def load_model(
@@ -100,9 +105,11 @@ def load_model(
 ) -> ModelBundle:
     """Load a model by name ("smollm2"), GGUF file path or HF directory path.
 
-    gguf_weights: "auto" holds a GGUF's matrices in their kernel formats (one copy,
+    gguf_weights: "kernel" holds a GGUF's matrices in their kernel formats (one copy,
     gguf_quantized.py) when the model runs in bf16 on the CPU; "dequantize" makes dense
-    dtype weights of every GGUF tensor (the path float32 and CUDA models always take).
+    dtype weights of every GGUF tensor (the path float32 and CUDA models always take);
+    "auto" is "kernel" when the dense weights would take a quarter of the available RAM
+    or more, else "dequantize" (faster at batch: int8 linears).
     quantize: "int8" / "int4" re-holds an HF checkpoint's linears in a group format
     (quantize.py); refused for GGUF files and already-quantized checkpoints.
 
@@ -150,8 +157,16 @@ def load_model(
     net = build_model(config).to(device=dev, dtype=run_dtype)
     net.reset_rotary(dev)
     try:
-        kernel = gguf_weights == "auto" and wants_kernel_formats(dev, run_dtype)
-        if isinstance(source, GGUFFile) and kernel:
+        kernel = isinstance(source, GGUFFile) and wants_kernel_formats(
+            dev, run_dtype, gguf_weights, dense_bytes(source.tensors), available_memory()
+        )
+        if isinstance(source, GGUFFile) and run_dtype == torch.bfloat16 and dev.type == "cpu":
+            log.info(
+                "GGUF weights (--gguf-weights %s): %s",
+                gguf_weights,
+                "kernel formats, one copy" if kernel else "dense (int8 linears when served)",
+            )
+        if kernel:
             load_group_weights(net, quantized_weights(source.plan(config), run_dtype))
         else:
             net.load_hf_weights(source.weights(config, run_dtype))

@@ -260,9 +260,10 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
     )
     engine.add_argument(
         "--gguf-weights",
-        choices=["auto", "dequantize"],
+        choices=["auto", "kernel", "dequantize"],
         default=None,
-        help="auto: GGUF matrices stay in kernel formats (one copy, CPU bf16); dequantize: dense",
+        help="CPU bf16: kernel: GGUF matrices stay in kernel formats (one copy); dequantize: "
+        "dense; auto: kernel when dense weights would take >= 1/4 of the available RAM",
     )
     engine.add_argument(
         "--gpu-memory-utilization",
