@@ -1,12 +1,14 @@
 """Constrained streams beside free ones, through `infer serve` and `infer bench`.
 
 Starts `infer serve` (default flags unless --serve-args), then:
-1. 32 free streams alone: `infer bench --concurrency 32`;
+1. 32 free streams alone: `infer bench --concurrency 32` (after one unreported
+   warm-up run);
 2. the same 32 free streams while a second `infer bench` keeps 8 streams of
-   `response_format: json_schema` requests running beside them;
+   `response_format: json_schema` requests running beside them, then 1 again;
 3. time to first token of one stream at a time, the same prompts free and
    with the (by then cached) schema.
-Prints the 32 free streams' output tok/s in 1 and 2 and the TTFT p50 of 3.
+Prints the 32 free streams' output tok/s in 1 (before and after 2) and 2, their
+ratio to the mean of the two alone runs, and the TTFT p50 of 3.
 
     uv run python benchmarks/constrained_serving.py --out results/constrained
 """
@@ -77,9 +79,10 @@ def main() -> int:
     one = ["--concurrency", "1", "--requests", "12"]
     one += ["--output-len", "8", "--no-ignore-eos"]
     with served(shlex.split(args.serve_args), out.with_suffix(".serve.log"), 600) as (url, _):
-        alone = out.with_name(out.name + "-alone.json")
-        if bench(url, alone, *free).wait() != 0:
-            raise SystemExit("infer bench (32 free) failed")
+        alone = [out.with_name(f"{out.name}-alone{i}.json") for i in range(3)]
+        for path in alone[:2]:  # the first run warms the engine up and is not reported
+            if bench(url, path, *free).wait() != 0:
+                raise SystemExit("infer bench (32 free) failed")
         mixed = out.with_name(out.name + "-mixed.json")
         beside = bench(url, out.with_name(out.name + "-side.json"), *side)
         main_run = bench(url, mixed, "--warmup", "8", *free)
@@ -90,17 +93,20 @@ def main() -> int:
         beside.wait()
         if rc != 0:
             raise SystemExit("infer bench (32 free beside 8 constrained) failed")
+        if bench(url, alone[2], *free).wait() != 0:  # alone again: the machine's drift
+            raise SystemExit("infer bench (32 free) failed")
         ttft = {}
         for name, data in (("free", ttft_free), ("json_schema", ttft_json)):
             path = out.with_name(f"{out.name}-ttft-{name}.json")
             if bench(url, path, "--dataset", str(data), *one).wait() != 0:
                 raise SystemExit(f"infer bench (TTFT {name}) failed")
             ttft[name] = level(path)["ttft_ms"]["p50"]
-    a, m = level(alone), level(mixed)
+    before, after = (level(p)["output_tokens_per_s"] for p in alone[1:])
+    mixed_tok_s = level(mixed)["output_tokens_per_s"]
     result = {
-        "free_alone_tok_s": a["output_tokens_per_s"],
-        "free_beside_constrained_tok_s": m["output_tokens_per_s"],
-        "ratio": m["output_tokens_per_s"] / a["output_tokens_per_s"],
+        "free_alone_tok_s": [before, after],
+        "free_beside_constrained_tok_s": mixed_tok_s,
+        "ratio": mixed_tok_s / ((before + after) / 2),
         "ttft_p50_ms": ttft,
         "cached_schema_ttft_cost_ms": ttft["json_schema"] - ttft["free"],
     }
