@@ -171,24 +171,17 @@ class Choice:
         try:
             while True:
                 item = await self._next(queue)
-                if isinstance(item, EngineUnavailable):
-                    # the client already sent the engine its abort; no final count will come
-                    error = engine_unavailable(f"The inference engine is not available: {item}")
+                if isinstance(item, EngineUnavailable | RequestError):
+                    # either way the engine holds the request no more: the client sent the
+                    # abort of a lost engine, and an engine that refused forgot it
                     finished = True
-                    if self.stats.completion_tokens == 0 or self.restartable:
-                        queue = self._fail_over(tried, error)  # raises when none is left
-                        finished = False
-                        if self.stats.completion_tokens:
-                            detok, stops = self._restart()
-                            yield Piece(self.index, "", restart=True)
-                        continue
-                    raise error
-                if isinstance(item, RequestError):
-                    error = self._engine_error(item)
-                    finished = True  # the engine already forgot this request
-                    lost = item.code == "shutting_down"
+                    if isinstance(item, EngineUnavailable):
+                        error = engine_unavailable(f"The inference engine is not available: {item}")
+                        lost = True
+                    else:
+                        error, lost = self._engine_error(item), item.code == "shutting_down"
                     if lost and (self.stats.completion_tokens == 0 or self.restartable):
-                        queue = self._fail_over(tried, error)
+                        queue = self._fail_over(tried, error)  # raises when none is left
                         finished = False
                         if self.stats.completion_tokens:
                             detok, stops = self._restart()
