@@ -66,12 +66,15 @@ def main() -> int:
     parser.add_argument("--out", default="constrained", help="output path prefix")
     parser.add_argument("--requests", type=int, default=96, help="free requests per run")
     parser.add_argument("--output-len", type=int, default=64)
+    parser.add_argument(
+        "--side-free", action="store_true", help="the 8 side streams without the schema"
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     free = ["--concurrency", "32", "--requests", str(args.requests)]
     free += ["--output-len", str(args.output_len), "--input-len", "64"]
-    side_data = write_dataset(out.with_suffix(".side.jsonl"), 64, True)
+    side_data = write_dataset(out.with_suffix(".side.jsonl"), 64, not args.side_free)
     side = ["--dataset", str(side_data), "--concurrency", "8"]
     side += ["--requests", "1000", "--output-len", str(args.output_len), "--no-ignore-eos"]
     ttft_free = write_dataset(out.with_suffix(".ttft-free.jsonl"), 12, False)
