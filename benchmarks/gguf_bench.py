@@ -17,16 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import signal
 import subprocess
 import time
 from pathlib import Path
 
-import httpx
 import psutil
 import torch
 from gguf_models import SHAPES, write_model
-from serving import BIN, free_port
+from serving import BIN, served
 
 from infer_worker.gguf_reader import read_gguf
 
@@ -70,24 +68,8 @@ def engine_rss_gb(server: subprocess.Popen) -> float:
 
 
 def serve_bench(model: Path, serve_args: list[str], bench_args: list[str], out: Path) -> dict:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = out.with_suffix(".serve.log").open("w")
-    cmd = [BIN / "infer", "serve", "--model", str(model), "--port", str(port), *serve_args]
-    server = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 900
-        while True:
-            if server.poll() is not None:
-                raise SystemExit(f"infer serve exited ({server.returncode}); see {log.name}")
-            try:
-                if httpx.get(url + "/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"infer serve not ready; see {log.name}")
-            time.sleep(1)
+    log = out.with_suffix(".serve.log")
+    with served(["--model", str(model), *serve_args], log, 900) as (url, server):
         rss = engine_rss_gb(server)
         result = out.with_suffix(".json")
         cmd = [BIN / "infer", "bench", "--url", url, *bench_args, "--json", str(result)]
@@ -96,13 +78,6 @@ def serve_bench(model: Path, serve_args: list[str], bench_args: list[str], out: 
         report = json.loads(result.read_text())
         report["engine_rss_gb_ready"] = rss
         return report
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-        log.close()
 
 
 def main() -> None:

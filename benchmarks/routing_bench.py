@@ -24,7 +24,6 @@ import argparse
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,17 +31,12 @@ import time
 from pathlib import Path
 
 import httpx
+from serving import free_port
 
 BIN = Path(sys.executable).parent
 DEFAULT_BENCH = (
     "--turns 4 --conversations 15 --concurrency 4 --input-len 128 --output-len 16 --warmup 2"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_ready(url: str, procs: list[subprocess.Popen], timeout: float, log: Path) -> None:

@@ -56,6 +56,27 @@ def port_number(text: str) -> int:
     return value
 
 
+def int_at_least(text: str, low: int) -> int:
+    """argparse type body: an integer >= low, else a message naming the bound."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < low:
+        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    return int_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    return int_at_least(text, 0)
+
+
 def log_level_name(level: str) -> str:
     """A LOG_LEVELS word as the `logging` level name ("warn" -> "WARNING", "trace" -> "DEBUG")."""
     word = level.lower()

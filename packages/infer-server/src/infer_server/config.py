@@ -21,6 +21,7 @@ from infer_protocol.defaults import (
     endpoint_from_env,
     endpoint_list,
     port_number,
+    positive_int,
 )
 from infer_server.radix_router import (
     DEFAULT_BALANCE_ABS,
@@ -80,13 +81,6 @@ class Settings:
 def _positive_float(text: str) -> float:
     value = float(text)
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
 
@@ -163,7 +157,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--max-body-bytes",
-        type=_positive_int,
+        type=positive_int,
         default=env.get("MAX_BODY_BYTES", str(4 * 1024 * 1024)),
         help="largest accepted request body (MAX_BODY_BYTES)",
     )
@@ -187,7 +181,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--rate-limit",
-        type=_positive_int,
+        type=positive_int,
         default=env.get("RATE_LIMIT") or None,
         help="requests per minute per API key, or per client address without keys (RATE_LIMIT)",
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Mapping
 
+from infer_protocol.defaults import non_negative_int, positive_int
 from infer_server.radix_router import (
     DEFAULT_BALANCE_ABS,
     DEFAULT_BALANCE_REL,
@@ -21,20 +22,6 @@ def _fraction(text: str) -> float:
     value = float(text)
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be within [0, 1], got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
     return value
 
 
@@ -56,7 +43,7 @@ def add_routing_thresholds(p: argparse.ArgumentParser, env: Mapping[str, str]) -
     )
     p.add_argument(
         "--routing-balance-abs",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=env.get("ROUTING_BALANCE_ABS") or str(DEFAULT_BALANCE_ABS),
         help="cache_aware: loads are imbalanced (least loaded wins) when max - min exceeds "
         f"this and max > --routing-balance-rel * min (ROUTING_BALANCE_ABS; default "
@@ -71,7 +58,7 @@ def add_routing_thresholds(p: argparse.ArgumentParser, env: Mapping[str, str]) -
     )
     p.add_argument(
         "--routing-max-tree-tokens",
-        type=_positive_int,
+        type=positive_int,
         default=env.get("ROUTING_MAX_TREE_TOKENS") or str(DEFAULT_MAX_TREE_TOKENS),
         help="cache_aware: tokens of routed prompts remembered per model before the least "
         f"recently used are forgotten (ROUTING_MAX_TREE_TOKENS; default {DEFAULT_MAX_TREE_TOKENS})",

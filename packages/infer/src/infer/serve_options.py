@@ -20,7 +20,10 @@ from infer_protocol.defaults import (
     DEFAULT_PORT,
     LOG_LEVELS,
     SHUTDOWN_TIMEOUT_S,
+    int_at_least,
+    non_negative_int,
     port_number,
+    positive_int,
 )
 
 ENGINE = "engine"
@@ -77,29 +80,9 @@ PASSTHROUGH: tuple[Passthrough, ...] = (
 )
 
 
-def _int_at_least(text: str, low: int) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < low:
-        raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1."""
-    return _int_at_least(text, 1)
-
-
-def non_negative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    return _int_at_least(text, 0)
-
-
 def rows_or_all(text: str) -> str:
     """argparse type: `all` or an integer >= 0 (passed on to the engine as written)."""
-    return "all" if text == "all" else str(_int_at_least(text, 0))
+    return "all" if text == "all" else str(int_at_least(text, 0))
 
 
 def positive_float(text: str) -> float:
