@@ -324,7 +324,11 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         dtype = serving_dtype(args.dtype, resolve_device(args.device))
         bundle = load_model(
-            args.model, device=args.device, dtype=dtype, gguf_weights=args.gguf_weights
+            args.model,
+            device=args.device,
+            dtype=dtype,
+            gguf_weights=args.gguf_weights,
+            quantize=args.quantize,
         )
     except ModelLoadError as exc:
         log.error("could not load model: %s", exc)

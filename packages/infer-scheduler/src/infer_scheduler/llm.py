@@ -76,12 +76,15 @@ class LLM:
         device: str = "auto",
         dtype: str = "auto",
         gguf_weights: str = "auto",
+        quantize: str | None = None,
         **engine_options: Any,
     ) -> None:
         from infer_worker import load_model
 
         options = EngineOptions(**engine_options)
-        self.bundle = load_model(model, device=device, dtype=dtype, gguf_weights=gguf_weights)
+        self.bundle = load_model(
+            model, device=device, dtype=dtype, gguf_weights=gguf_weights, quantize=quantize
+        )
         self.engine = Engine(self.bundle, options)
         self.tokenizer = self.bundle.tokenizer
         self._ids = count()
