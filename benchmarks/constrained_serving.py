@@ -19,6 +19,7 @@ import argparse
 import json
 import shlex
 import subprocess
+import urllib.request
 from pathlib import Path
 
 from serving import BIN, served
@@ -56,6 +57,13 @@ def bench(url: str, out: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
 
 
+def engine_counts(url: str) -> tuple[int, int]:
+    """Completed requests and generated tokens so far, from /v1/metrics."""
+    with urllib.request.urlopen(url + "/v1/metrics", timeout=30) as response:
+        engine = json.load(response)["engine"]
+    return engine["completed_requests"], engine["total_tokens_generated"]
+
+
 def level(path: Path) -> dict:
     return json.loads(path.read_text())["levels"][0]
 
@@ -69,6 +77,12 @@ def main() -> int:
     parser.add_argument(
         "--side-free", action="store_true", help="the 8 side streams without the schema"
     )
+    parser.add_argument(
+        "--side-output-len",
+        type=int,
+        help="with --side-free: this many tokens per side answer, ignore_eos "
+        "(the length a constrained answer ends at, to compare like with like)",
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -76,7 +90,10 @@ def main() -> int:
     free += ["--output-len", str(args.output_len), "--input-len", "64"]
     side_data = write_dataset(out.with_suffix(".side.jsonl"), 64, not args.side_free)
     side = ["--dataset", str(side_data), "--concurrency", "8"]
-    side += ["--requests", "1000", "--output-len", str(args.output_len), "--no-ignore-eos"]
+    if args.side_output_len:
+        side += ["--requests", "1000", "--output-len", str(args.side_output_len)]
+    else:
+        side += ["--requests", "1000", "--output-len", str(args.output_len), "--no-ignore-eos"]
     ttft_free = write_dataset(out.with_suffix(".ttft-free.jsonl"), 12, False)
     ttft_json = write_dataset(out.with_suffix(".ttft-json.jsonl"), 12, True)
     one = ["--concurrency", "1", "--requests", "12"]
@@ -88,8 +105,10 @@ def main() -> int:
                 raise SystemExit("infer bench (32 free) failed")
         mixed = out.with_name(out.name + "-mixed.json")
         beside = bench(url, out.with_name(out.name + "-side.json"), *side)
+        counts = [engine_counts(url)]
         main_run = bench(url, mixed, "--warmup", "8", *free)
         rc = main_run.wait()
+        counts.append(engine_counts(url))
         if beside.poll() is not None:
             raise SystemExit(f"the constrained streams ended early ({beside.returncode})")
         beside.terminate()
@@ -106,7 +125,11 @@ def main() -> int:
             ttft[name] = level(path)["ttft_ms"]["p50"]
     before, after = (level(p)["output_tokens_per_s"] for p in alone[1:])
     mixed_tok_s = level(mixed)["output_tokens_per_s"]
+    side_requests = counts[1][0] - counts[0][0] - args.requests - 8
+    side_tokens = counts[1][1] - counts[0][1] - (args.requests + 8) * args.output_len
     result = {
+        "side_requests_during_mixed_run": side_requests,
+        "side_output_tokens_per_request": round(side_tokens / max(side_requests, 1), 1),
         "free_alone_tok_s": [before, after],
         "free_beside_constrained_tok_s": mixed_tok_s,
         "ratio": mixed_tok_s / ((before + after) / 2),
