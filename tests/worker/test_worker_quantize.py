@@ -35,37 +35,44 @@ def _picks(bundle, sequence: list[int]) -> torch.Tensor:
     return bundle.model.compute_logits(hidden).argmax(-1)
 
 
-@pytest.mark.parametrize("kind", ["int8"])
+@pytest.mark.parametrize("kind", ["int8", "int4"])
 def test_quantized_linears_are_one_copy_and_agree(tiny, kind: str) -> None:
     dense = load_model(str(tiny), device="cpu", dtype="bfloat16")
     quant = load_model(str(tiny), device="cpu", dtype="bfloat16", quantize=kind)
-    linears = [m for m in quant.model.modules() if isinstance(m, Linear)]
-    assert linears and all(m.group is not None and m.weight.numel() == 0 for m in linears)
+    linears = {n: m for n, m in quant.model.named_modules() if isinstance(m, Linear)}
+    assert linears and all(m.group is not None and m.weight.numel() == 0 for m in linears.values())
     dense_linear = sum(m.weight.nbytes for m in dense.model.modules() if isinstance(m, Linear))
-    held = sum(m.group.nbytes() for m in linears)
+    held = sum(m.group.nbytes() for m in linears.values())
     # int8: 1 + 4/32 bytes per weight, int4: 0.5 + 8/32, against bf16's 2
     assert held == pytest.approx(dense_linear / 2 * (1.125 if kind == "int8" else 0.75))
-    # the float32 model on the quantized grid: what the group-format model must compute
+    # the float32 model on the served grid: what the group-format model must compute. The
+    # grid is the one of the weights as loaded (bf16 here); the float32 checkpoint's own
+    # int4 grid differs by 2.6% of the weights' norm (int8: 0.5%), and a reference on it
+    # agreed only 79% (int8: 94%): the gap was the reference, not the kernels
     reference = load_model(str(tiny), device="cpu", dtype="float32")
     make = quantize_int8 if kind == "int8" else quantize_int4
     with torch.no_grad():
-        for m in reference.model.modules():
+        for name, m in reference.model.named_modules():
             if isinstance(m, Linear):
-                m.weight.copy_(make(m.weight).dequantize())
+                grid = linears[name].group.parts[0].dequantize()
+                assert torch.equal(grid, make(m.weight.bfloat16()).dequantize())
+                m.weight.copy_(grid)
     sequence = torch.randint(0, 200, (256,), generator=torch.Generator().manual_seed(1)).tolist()
     want = _picks(reference, sequence)
     agreement = (want == _picks(quant, sequence)).float().mean().item()
     plain = load_model(str(tiny), device="cpu", dtype="float32")
     bf16 = (_picks(plain, sequence) == _picks(dense, sequence)).float().mean().item()
     # bf16 activations alone flip some near-ties of this random model (the dense bf16
-    # model against float32: 96.5%); the group formats cost about as much (94.1% int8)
-    assert agreement >= bf16 - 0.04, (kind, agreement, bf16)
+    # model against float32: 96.5%); the group formats cost no more (int8 96.9%, int4
+    # 96.5% on an AMD EPYC with AVX-512)
+    assert agreement >= bf16 - 0.02, (kind, agreement, bf16)
 
 
-def test_engine_serves_the_quantized_model(tiny) -> None:
+@pytest.mark.parametrize("kind", ["int8", "int4"])
+def test_engine_serves_the_quantized_model(tiny, kind: str) -> None:
     ref = LLM(str(tiny), device="cpu", dtype="float32", kv_cache_tokens=512)
     served = LLM(str(tiny), device="cpu", dtype="bfloat16", kv_cache_tokens=512)
-    bundle = load_model(str(tiny), device="cpu", dtype="bfloat16", quantize="int8")
+    bundle = load_model(str(tiny), device="cpu", dtype="bfloat16", quantize=kind)
     served.bundle = bundle
     served.engine = Engine(bundle, EngineOptions(kv_cache_tokens=512))
     prompts = [[5, 17, 99, 150, 3], [1, 2, 3, 4, 5, 6, 7, 8]]
@@ -80,8 +87,8 @@ def test_engine_serves_the_quantized_model(tiny) -> None:
 def test_quantize_is_refused_where_it_cannot_apply(tiny, tmp_path) -> None:
     with pytest.raises(ModelLoadError, match="--quantize int8: a GGUF file is quantized already"):
         load_model("smollm2", device="cpu", dtype="bfloat16", quantize="int8")
-    with pytest.raises(ModelLoadError, match="--quantize int4 is not available yet"):
-        load_model(str(tiny), device="cpu", quantize="int4")
+    with pytest.raises(ModelLoadError, match="--quantize int4: a GGUF file is quantized already"):
+        load_model("smollm2", device="cpu", dtype="bfloat16", quantize="int4")
     with pytest.raises(ModelLoadError, match="--quantize must be one of"):
         load_model(str(tiny), device="cpu", quantize="int3")
     quantized = tmp_path / "awq"
