@@ -49,7 +49,7 @@ def run(llm: LLM, free: int, extra: int, constrained: bool) -> float:
 
 def main() -> None:
     torch.set_num_threads(1)  # the machine is shared: one thread, OMP_WAIT_POLICY=PASSIVE
-    llm = LLM(model="smollm2", device="cpu", kv_cache_tokens=16384, max_running=64)
+    llm = LLM(model="smollm2", device="cpu", dtype="float32", kv_cache_tokens=16384, max_running=64)
     llm.generate(["warm up"] * 4, max_tokens=4, constraint=GRAMMAR)
     results = {}
     for label, extra, constrained in (

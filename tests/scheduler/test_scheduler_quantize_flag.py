@@ -1,5 +1,6 @@
-"""`infer-scheduler --quantize` reaches the loader: the engine holds the linears in the
-group format (or refuses a GGUF file by name and exits 1), and `LLM(quantize=...)` too."""
+"""The engine CLI and the offline `LLM` load alike (loading.py): `--quantize` reaches the
+loader (linears held in the group format, a GGUF file refused by name with exit 1), and
+`LLM(dtype="auto")` gets the serving fast paths the engine would."""
 
 from __future__ import annotations
 
@@ -35,3 +36,20 @@ def test_offline_llm_takes_quantize(tiny_dir) -> None:
     assert llm.bundle.model.group_weights
     out = llm.generate([[5, 17, 99, 150, 3]], max_tokens=4, ignore_eos=True)
     assert len(out[0].outputs[0].token_ids) == 4
+
+
+def test_offline_llm_loads_as_the_engine_does(tiny_dir) -> None:
+    """dtype="auto" is the serving path (bf16 + fast paths on a bf16 CPU); float32 is exact."""
+    from infer_worker.cpu_serving import cpu_has_bf16
+
+    auto = LLM(str(tiny_dir), device="cpu", kv_cache_tokens=256)
+    exact = LLM(str(tiny_dir), device="cpu", dtype="float32", kv_cache_tokens=256)
+    assert str(exact.bundle.dtype) == "torch.float32"
+    assert not any("int" in name for name in exact.fast_paths), exact.fast_paths
+    if cpu_has_bf16():
+        assert str(auto.bundle.dtype) == "torch.bfloat16"
+        assert any("int8" in name for name in auto.fast_paths), auto.fast_paths
+    else:
+        assert str(auto.bundle.dtype) == "torch.float32"
+    off = LLM(str(tiny_dir), device="cpu", dtype="bfloat16", int8_max_batch=0)
+    assert not any("int8" in name for name in off.fast_paths), off.fast_paths

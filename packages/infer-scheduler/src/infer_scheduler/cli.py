@@ -285,11 +285,10 @@ def _serve(args: argparse.Namespace) -> int:
     os.environ.setdefault("GOMP_SPINCOUNT", DEFAULT_SPINCOUNT)
     import torch
 
-    from infer_worker import ModelLoadError, load_model
-    from infer_worker.cpu_serving import int4_wanted, prepare_cpu_serving, serving_dtype
-    from infer_worker.loader import resolve_device
+    from infer_worker import ModelLoadError
 
     from .engine import Engine
+    from .loading import LoadOptions, load_for_serving
     from .options import EngineOptions
 
     try:
@@ -310,9 +309,6 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"infer-scheduler: error: {exc}", file=sys.stderr)
         return 2
-    if args.float32_min_batch < 0:
-        print("infer-scheduler: error: --float32-min-batch must be >= 0", file=sys.stderr)
-        return 2
     if args.seed is not None:
         torch.manual_seed(args.seed)
     if args.threads is not None:
@@ -322,24 +318,23 @@ def _serve(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     started = time.monotonic()
     try:
-        dtype = serving_dtype(args.dtype, resolve_device(args.device))
-        bundle = load_model(
-            args.model,
+        load = LoadOptions(
             device=args.device,
-            dtype=dtype,
+            dtype=args.dtype,
             gguf_weights=args.gguf_weights,
             quantize=args.quantize,
+            int8_max_batch=None if args.int8_max_batch == sys.maxsize else args.int8_max_batch,
+            float32_min_batch=args.float32_min_batch,
+            int4_decode=args.int4_decode,
         )
+    except ValueError as exc:
+        print(f"infer-scheduler: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        bundle, fast = load_for_serving(args.model, load)
     except ModelLoadError as exc:
         log.error("could not load model: %s", exc)
         return 1
-    fast = prepare_cpu_serving(
-        bundle.model,
-        bundle.dtype,
-        args.int8_max_batch,
-        args.float32_min_batch,
-        int4_wanted(args.int4_decode, bundle.linear_qtype),
-    )
     if fast:
         log.info("CPU fast paths: %s", ", ".join(fast))
     try:

@@ -29,6 +29,7 @@ from infer_protocol import Constraint, GenerateRequest, RequestTiming
 from infer_protocol import SamplingParams as WireParams
 
 from .engine import Engine, EngineError
+from .loading import LoadOptions, load_for_serving
 from .offline_params import SamplingParams
 from .options import EngineOptions
 
@@ -77,14 +78,25 @@ class LLM:
         dtype: str = "auto",
         gguf_weights: str = "auto",
         quantize: str | None = None,
+        int8_max_batch: int | None = None,
+        float32_min_batch: int = 64,
+        int4_decode: str = "auto",
         **engine_options: Any,
     ) -> None:
-        from infer_worker import load_model
-
+        """Load `model` as `infer-scheduler` does with the flags of the same names
+        (loading.py: `dtype="auto"` is bfloat16 with the CPU fast paths on a bf16-capable
+        CPU; `dtype="float32"` is the exact path); other keywords are EngineOptions."""
         options = EngineOptions(**engine_options)
-        self.bundle = load_model(
-            model, device=device, dtype=dtype, gguf_weights=gguf_weights, quantize=quantize
+        load = LoadOptions(
+            device=device,
+            dtype=dtype,
+            gguf_weights=gguf_weights,
+            quantize=quantize,
+            int8_max_batch=int8_max_batch,
+            float32_min_batch=float32_min_batch,
+            int4_decode=int4_decode,
         )
+        self.bundle, self.fast_paths = load_for_serving(model, load)
         self.engine = Engine(self.bundle, options)
         self.tokenizer = self.bundle.tokenizer
         self._ids = count()
