@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from infer_protocol.defaults import non_negative_int, positive_int
+
 
 def concurrency_list(text: str) -> list[int]:
     """Parse "1,8,32" into [1, 8, 32]; every level must be a positive integer."""
@@ -22,20 +24,6 @@ def concurrency_list(text: str) -> list[int]:
     if not levels or min(levels) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers like 1,8,32, got {text!r}")
     return levels
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
 def _non_negative_float(text: str) -> float:
@@ -65,17 +53,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N[,N...]",
         help="concurrency levels, run in turn (default: 1,8,32)",
     )
-    add("--requests", type=_positive, default=64, help="requests per level (default: 64)")
+    add("--requests", type=positive_int, default=64, help="requests per level (default: 64)")
     add(
         "--input-len",
-        type=_positive,
+        type=positive_int,
         default=128,
         metavar="TOKENS",
         help="synthetic prompt length (default: 128)",
     )
     add(
         "--output-len",
-        type=_positive,
+        type=positive_int,
         default=128,
         metavar="TOKENS",
         help="max_tokens of every request (default: 128)",
@@ -87,7 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--turns",
-        type=_positive,
+        type=positive_int,
         default=1,
         metavar="K",
         help="multi-turn conversations of K turns (chat): each turn resends the whole history "
@@ -96,14 +84,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--conversations",
-        type=_positive,
+        type=positive_int,
         metavar="N",
         help="conversations per level with --turns (default: --requests / --turns, rounded up); "
         "a level then sends N x K requests",
     )
     add(
         "--shared-prefix-len",
-        type=_non_negative,
+        type=non_negative_int,
         default=0,
         metavar="TOKENS",
         help="common system prompt put before every request (default: 0)",
@@ -118,7 +106,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add(
         "--warmup",
-        type=_non_negative,
+        type=non_negative_int,
         default=1,
         metavar="N",
         help="requests sent first and not measured (default: 1)",
