@@ -11,10 +11,17 @@ from infer_worker import AttentionMetadata, KVCache, ModelBundle
 class PagedRunner:
     """Runs prompts through the paged cache the way the scheduler does (tests only)."""
 
-    def __init__(self, bundle: ModelBundle, num_blocks: int = 256, block_size: int = 16) -> None:
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        num_blocks: int = 256,
+        block_size: int = 16,
+        kv_dtype: torch.dtype | None = None,
+    ) -> None:
         self.bundle = bundle
         self.block_size = block_size
-        self.cache = KVCache(bundle.config, num_blocks, block_size, bundle.dtype, bundle.device)
+        dtype = kv_dtype or bundle.dtype
+        self.cache = KVCache(bundle.config, num_blocks, block_size, dtype, bundle.device)
         self.next_block = 1  # block 0 stays unused so padding never aliases a real block
 
     def tables(self, lengths: list[int]) -> list[list[int]]:
@@ -55,6 +62,14 @@ class PagedRunner:
             for o, t in zip(outs, logits.argmax(-1).tolist(), strict=True):
                 o.append(int(t))
         return outs
+
+    def teacher_forced(self, prompt: list[int], tokens: list[int]) -> torch.Tensor:
+        """Logits [len(tokens), vocab]: row i after prompt + tokens[:i], one decode step each."""
+        table = self.tables([len(prompt) + len(tokens)])
+        rows = [self.step([prompt], [0], table)[0]]
+        for i, token in enumerate(tokens[:-1]):
+            rows.append(self.step([[token]], [len(prompt) + i], table)[0])
+        return torch.stack(rows)
 
     def staggered_greedy(
         self, prompts: list[list[int]], new_tokens: int, chunk: int = 7

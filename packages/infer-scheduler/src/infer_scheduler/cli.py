@@ -193,7 +193,7 @@ def _run(args: argparse.Namespace, bundle: Any, engine: Any, started: float, opt
     signal.signal(signal.SIGINT, server.stop)
     log.info(
         "engine ready model=%s names=%s endpoint=%s device=%s dtype=%s kv_blocks=%d block_size=%d "
-        "max_batch_tokens=%d max_running=%d prefix_cache=%s curve=%s load_s=%.1f id=%s "
+        "%s max_batch_tokens=%d max_running=%d prefix_cache=%s curve=%s load_s=%.1f id=%s "
         "epoch=%s",
         args.model,
         ",".join(names),
@@ -202,6 +202,7 @@ def _run(args: argparse.Namespace, bundle: Any, engine: Any, started: float, opt
         str(bundle.dtype).removeprefix("torch."),
         engine.pool.num_blocks,
         engine.pool.block_size,
+        engine.kv_summary(),
         engine.scheduler.max_batch_tokens,
         options.max_running,
         "on" if options.enable_prefix_cache else "off",

@@ -23,7 +23,7 @@ from .cache_manager import CacheManager
 from .grammar import GrammarCompiler, GrammarError
 from .metrics import EngineCounters, request_timing, request_usage
 from .model_runner import ModelRunner
-from .options import EngineOptions, num_kv_blocks
+from .options import EngineOptions, check_kv_dtype, num_kv_blocks
 from .request import Request
 from .scheduler import Scheduler
 
@@ -53,8 +53,9 @@ class Engine:
         self.vocab_size: int = config.vocab_size
         self.eos_ids = frozenset(config.eos_token_ids)
         bs = self.options.block_size
-        self.options.kv_dtype_for(bundle.dtype)
-        per_token = KVCache.bytes_per_token(config, bundle.dtype)
+        kv_dtype = self.options.kv_dtype_for(bundle.dtype)
+        check_kv_dtype(self.options, kv_dtype, bundle.device)
+        per_token = KVCache.bytes_per_token(config, kv_dtype)
         num_blocks = num_kv_blocks(self.options, per_token, bundle.device)
         self.pool = BlockPool(num_blocks, bs)
         # LongRoPE (Phi-3): cached K/V depend on each sequence's factor set, so no prefix cache
@@ -71,6 +72,7 @@ class Engine:
             bundle,
             num_blocks,
             bs,
+            kv_dtype,
             self.options.cuda_graphs,
             self.options.compile,
             self.options.compile_buckets,
@@ -84,6 +86,19 @@ class Engine:
     @property
     def kv_capacity_tokens(self) -> int:
         return self.pool.num_blocks * self.pool.block_size
+
+    def kv_summary(self) -> str:
+        """The KV cache as the engine's ready line states it: dtype, tokens, bytes."""
+        cache = self.runner.kv_cache
+        dtype = str(cache.dtype).removeprefix("torch.")
+        if cache.key_scale is not None:
+            dtype += "+" + str(cache.key_scale.dtype).removeprefix("torch.") + "_scales"
+        per_token = cache.bytes_per_slot
+        return (
+            f"kv_dtype={dtype} kv_tokens={self.kv_capacity_tokens} "
+            f"kv_bytes_per_token={per_token} "
+            f"kv_gib={self.kv_capacity_tokens * per_token / 2**30:.3f}"
+        )
 
     @property
     def has_work(self) -> bool:

@@ -28,6 +28,7 @@ class ModelRunner:
         bundle: Any,
         num_blocks: int,
         block_size: int,
+        kv_dtype: torch.dtype | None = None,
         cuda_graphs: bool = False,
         cpu_compile: str = "off",
         compile_buckets: tuple[int, ...] = DEFAULT_BUCKETS,
@@ -43,7 +44,7 @@ class ModelRunner:
             bundle.config,
             num_blocks + (graphs or compiled),
             block_size,
-            bundle.dtype,
+            kv_dtype or bundle.dtype,
             bundle.device,
         )
         self.graphs = DecodeGraphs(self.model, self.kv_cache, num_blocks, True) if graphs else None

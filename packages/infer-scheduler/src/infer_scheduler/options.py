@@ -6,7 +6,9 @@ in use (the weights) and an activation reserve; on the CPU it takes the RAM
 psutil reports available when the engine starts (the weights are loaded by then,
 so their bytes are already out of it) minus `memory_headroom_gb` (activations,
 the tokenizer, the gateway and everything else on the machine), capped at
-131072 tokens. Either way at least 16 blocks.
+131072 tokens. Either way at least 16 blocks. `bytes_per_token` counts what
+one token slot takes in the chosen `--kv-cache-dtype` (int8 pages with their
+row scales take ~half of bf16's), so the same memory holds ~2x the tokens.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ log = logging.getLogger("infer_scheduler")
 
 CPU_MAX_TOKENS = 131072
 DEFAULT_HEADROOM_GB = 2.0
-KV_CACHE_DTYPES = ("auto", "bf16", "bfloat16", "float32")
+KV_CACHE_DTYPES = ("auto", "bf16", "bfloat16", "float32", "int8")
 MIN_BLOCKS = 16
 COMPILE_MODES = ("off", "auto", "on")
 
@@ -43,7 +45,7 @@ class EngineOptions:
     compile: str = "off"  # CPU: torch.compile'd decode steps (off, auto: background, on: at start)
     compile_buckets: tuple[int, ...] = DEFAULT_BUCKETS  # decode batch sizes compiled (padded up)
     memory_headroom_gb: float = DEFAULT_HEADROOM_GB  # CPU: RAM left free beside the KV cache
-    kv_cache_dtype: str = "auto"  # auto: the model's dtype; bf16 / float32 must equal it
+    kv_cache_dtype: str = "auto"  # auto: the model's; bf16 / float32 must equal it; or int8
 
     def __post_init__(self) -> None:
         if self.max_batch_tokens is not None and self.max_batch_tokens < 1:
@@ -64,16 +66,13 @@ class EngineOptions:
             raise ValueError("compile_buckets must be batch sizes >= 1")
         if self.memory_headroom_gb < 0:
             raise ValueError("memory_headroom_gb must be >= 0")
-        if self.kv_cache_dtype == "int8":
-            raise ValueError(
-                "--kv-cache-dtype int8 is not implemented (the decode attention kernels "
-                "read bf16 / float32 caches); use auto"
-            )
         if self.kv_cache_dtype not in KV_CACHE_DTYPES:
             raise ValueError(f"kv_cache_dtype must be one of {', '.join(KV_CACHE_DTYPES)}")
 
     def kv_dtype_for(self, model_dtype: torch.dtype) -> torch.dtype:
-        """The KV cache dtype: the model's; ValueError when kv_cache_dtype names another."""
+        """The KV cache dtype: the model's, or int8; ValueError when it names another dtype."""
+        if self.kv_cache_dtype == "int8":
+            return torch.int8
         named = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "float32": torch.float32}
         wanted = named.get(self.kv_cache_dtype, model_dtype)
         if wanted != model_dtype:
@@ -87,6 +86,24 @@ class EngineOptions:
         if self.max_batch_tokens is not None:
             return self.max_batch_tokens
         return 8192 if device.type == "cuda" else 512
+
+
+def check_kv_dtype(options: EngineOptions, kv_dtype: torch.dtype, device: torch.device) -> None:
+    """ValueError naming the combination when the paths this engine would run cannot read
+    int8 KV pages: CUDA (the Triton kernel and CUDA graphs) and CPU --compile graphs."""
+    if kv_dtype != torch.int8:
+        return
+    if device.type != "cpu":
+        raise ValueError(
+            f"--kv-cache-dtype int8 on {device.type}: int8 KV pages are read by the CPU "
+            "attention paths only (the Triton kernel and CUDA graphs read bf16 / float32 "
+            "pages); use --kv-cache-dtype auto"
+        )
+    if options.compile != "off":
+        raise ValueError(
+            f"--kv-cache-dtype int8 with --compile {options.compile}: the compiled decode "
+            "graph reads bf16 / float32 pages only; use --compile off or --kv-cache-dtype auto"
+        )
 
 
 def num_kv_blocks(options: EngineOptions, bytes_per_token: int, device: torch.device) -> int:
@@ -105,10 +122,11 @@ def num_kv_blocks(options: EngineOptions, bytes_per_token: int, device: torch.de
         tokens = min(max(0, int(budget // bytes_per_token)), CPU_MAX_TOKENS)
         blocks = max(MIN_BLOCKS, tokens // bs)
         log.info(
-            "KV cache: %d tokens, %.2f GiB (%.2f GiB available after the weights, "
-            "%.1f GiB headroom, cap %d tokens)",
+            "KV cache: %d tokens, %.2f GiB at %d bytes/token (%.2f GiB available after the "
+            "weights, %.1f GiB headroom, cap %d tokens)",
             blocks * bs,
             blocks * bs * bytes_per_token / 2**30,
+            bytes_per_token,
             available / 2**30,
             options.memory_headroom_gb,
             CPU_MAX_TOKENS,

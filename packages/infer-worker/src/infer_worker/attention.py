@@ -20,14 +20,19 @@ def paged_attention(
     scale: float,
     window: int | None = None,
     softcap: float | None = None,
+    scales: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Write key/value [T, KVH, D] into meta.slot_mapping, then attend; returns [T, H, D].
 
     window: the query at position p sees positions > p - window (None: all <= p);
-    softcap: scores tanh-capped before the softmax (None: off). Uses the Triton
-    kernel on CUDA and the torch implementation elsewhere.
+    softcap: scores tanh-capped before the softmax (None: off); scales: the row
+    scales of int8 pages (kv_quant.py), None for pages in the model's dtype. Uses
+    the Triton kernel on CUDA (not for int8 pages: the engine refuses them there)
+    and the torch / C++ CPU paths of attention_cpu.py elsewhere.
     """
-    write_kv(key_cache, value_cache, key, value, meta.slot_mapping)
+    write_kv(key_cache, value_cache, key, value, meta.slot_mapping, scales)
+    if scales is not None and query.is_cuda:
+        raise ValueError("int8 KV pages are read by the CPU attention paths only")
     if query.is_cuda and _triton_available():
         from .attention_triton import paged_attention_triton
 
@@ -35,7 +40,7 @@ def paged_attention(
             query, key_cache, value_cache, meta, scale, window=window, softcap=softcap
         )
     return paged_attention_torch(
-        query, key_cache, value_cache, meta, scale, window=window, softcap=softcap
+        query, key_cache, value_cache, meta, scale, window=window, softcap=softcap, scales=scales
     )
 
 

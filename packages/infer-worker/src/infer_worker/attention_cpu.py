@@ -10,7 +10,11 @@ offset causal mask.
 Every path takes the layer's options: `window` (None or > 0: the query at
 position p attends to positions > p - window only; earlier pages are not read
 by the decode paths) and `softcap` (None or > 0: scores become
-tanh(scores / softcap) * softcap before the softmax).
+tanh(scores / softcap) * softcap before the softmax), and `scales`: None for
+pages in the model's dtype, or the (key, value) row scales of int8 pages
+(kv_quant.py). Decodes read int8 pages in place (the C++ kernel dequantizes
+in registers; the torch reference gathers and dequantizes); a prefill chunk
+dequantizes the pages it reads.
 """
 
 from __future__ import annotations
@@ -18,8 +22,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .cpp_kernels import decode_kernel
+from .cpp_kernels import decode_int8_kernel, decode_kernel
+from .kv_quant import dequantize_rows, write_kv_int8
 from .metadata import AttentionMetadata
+
+Scales = tuple[torch.Tensor, torch.Tensor] | None
 
 
 def write_kv(
@@ -28,8 +35,12 @@ def write_kv(
     key: torch.Tensor,
     value: torch.Tensor,
     slot_mapping: torch.Tensor,
+    scales: Scales = None,
 ) -> None:
     """Store key/value [T, KVH, D] of flattened token i into slot slot_mapping[i]."""
+    if scales is not None:
+        write_kv_int8(key_cache, value_cache, scales, key, value, slot_mapping)
+        return
     kvh, dim = key_cache.shape[-2:]
     key_cache.view(-1, kvh, dim).index_copy_(0, slot_mapping, key.to(key_cache.dtype))
     value_cache.view(-1, kvh, dim).index_copy_(0, slot_mapping, value.to(value_cache.dtype))
@@ -43,9 +54,10 @@ def paged_attention_torch(
     scale: float,
     window: int | None = None,
     softcap: float | None = None,
+    scales: Scales = None,
 ) -> torch.Tensor:
     """Attention output [T, H, D] for query [T, H, D] over the paged cache (already written)."""
-    opts = (scale, window or 0, softcap or 0.0)
+    opts = (scale, window or 0, softcap or 0.0, scales)
     if meta.decode_only:
         return _decode(
             query, key_cache, value_cache, meta.block_tables, meta.seq_lens, meta.max_seq_len, *opts
@@ -86,8 +98,17 @@ def _decode(
     scale: float,
     window: int,
     softcap: float,
+    scales: Scales,
 ) -> torch.Tensor:
     """One query token per sequence: query [S, H, D] -> [S, H, D]; max_len = max(seq_lens)."""
+    on_cpu = query.device.type == "cpu" and query.dtype in (torch.float32, torch.bfloat16)
+    if scales is not None:
+        kernel = decode_int8_kernel() if on_cpu else None
+        if kernel is not None and key_cache.is_contiguous():
+            args = (block_tables, seq_lens, scale, window, softcap)
+            return kernel(query.contiguous(), key_cache, value_cache, *scales, *args)
+        args = (block_tables, seq_lens, max_len, scale, window, softcap, scales)
+        return decode_torch(query, key_cache, value_cache, *args)
     kernel = decode_kernel() if query.device.type == "cpu" else None
     if (
         kernel is not None
@@ -120,19 +141,25 @@ def decode_torch(
     scale: float,
     window: int = 0,
     softcap: float = 0.0,
+    scales: Scales = None,
 ) -> torch.Tensor:
     """_decode in plain torch: pages gathered, GQA folded into one matmul, one masked softmax.
 
-    window > 0 / softcap > 0 as in the module docstring (0: off)."""
+    window > 0 / softcap > 0 / scales as in the module docstring (0: off); int8 pages are
+    dequantized to float32 and attended in float32 (the reference of the C++ int8 kernel)."""
     num_seqs, heads, dim = query.shape
     _, block_size, kv_heads, _ = key_cache.shape
     group = heads // kv_heads
     num_blocks = -(-max_len // block_size)
     tables = block_tables[:, :num_blocks].long()
     length = num_blocks * block_size
-    keys = key_cache[tables].view(num_seqs, length, kv_heads, dim).permute(0, 2, 3, 1)
-    values = value_cache[tables].view(num_seqs, length, kv_heads, dim).transpose(1, 2)
-    q = query.view(num_seqs, kv_heads, group, dim)
+    keys, values = key_cache[tables], value_cache[tables]
+    if scales is not None:
+        keys = dequantize_rows(keys, scales[0][tables], torch.float32)
+        values = dequantize_rows(values, scales[1][tables], torch.float32)
+    keys = keys.view(num_seqs, length, kv_heads, dim).permute(0, 2, 3, 1)
+    values = values.view(num_seqs, length, kv_heads, dim).transpose(1, 2)
+    q = query.view(num_seqs, kv_heads, group, dim).to(keys.dtype)
     compute = torch.float32 if query.dtype != torch.float32 else query.dtype
     scores = torch.matmul(q, keys).to(compute) * scale  # [S, KVH, G, L]
     if softcap > 0:
@@ -143,7 +170,7 @@ def decode_torch(
         pad |= token < seq_lens[:, None] - window
     scores.masked_fill_(pad[:, None, None, :], float("-inf"))
     probs = torch.softmax(scores, dim=-1).to(values.dtype)
-    return torch.matmul(probs, values).reshape(num_seqs, heads, dim)
+    return torch.matmul(probs, values).reshape(num_seqs, heads, dim).to(query.dtype)
 
 
 def _prefill(
@@ -155,10 +182,12 @@ def _prefill(
     scale: float,
     window: int = 0,
     softcap: float = 0.0,
+    scales: Scales = None,
 ) -> torch.Tensor:
     """Query tokens that are the last q_len of seq_len context tokens: [Q, H, D] -> [Q, H, D].
 
-    With a window only the pages that hold positions >= seq_len - q_len - window + 1 are read.
+    With a window only the pages that hold positions >= seq_len - q_len - window + 1 are read;
+    int8 pages (scales given) are dequantized to the query's dtype as they are gathered.
     """
     q_len, heads, dim = query.shape
     _, block_size, kv_heads, _ = key_cache.shape
@@ -168,8 +197,12 @@ def _prefill(
     start = first_block * block_size  # position of the first key read
     num_blocks = -(-seq_len // block_size)
     blocks = table[first_block:num_blocks].long()
-    keys = key_cache[blocks].view(-1, kv_heads, dim)[: seq_len - start].transpose(0, 1)
-    values = value_cache[blocks].view(-1, kv_heads, dim)[: seq_len - start].transpose(0, 1)
+    keys, values = key_cache[blocks], value_cache[blocks]
+    if scales is not None:
+        keys = dequantize_rows(keys, scales[0][blocks], query.dtype)
+        values = dequantize_rows(values, scales[1][blocks], query.dtype)
+    keys = keys.view(-1, kv_heads, dim)[: seq_len - start].transpose(0, 1)
+    values = values.view(-1, kv_heads, dim)[: seq_len - start].transpose(0, 1)
     q = query.transpose(0, 1)
     q_pos = torch.arange(q_len, device=query.device)[:, None] + offset
     k_pos = torch.arange(start, seq_len, device=query.device)[None, :]

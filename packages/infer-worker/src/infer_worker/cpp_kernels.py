@@ -3,14 +3,15 @@
 csrc/paged_decode.cpp reads K/V pages in place through the block tables (no
 gather, no padding): one work item per (sequence, kv head) covers the kv
 head's whole group of query heads, scores and softmax in float32, threads
-from torch's own pool (at::parallel_for). csrc/int8_linear.cpp is the W8A8
+from torch's own pool (at::parallel_for); paged_decode_int8 reads int8 pages
+with their row scales (kv_quant.py) the same way. csrc/int8_linear.cpp is the W8A8
 linear of int8.py, csrc/fused.cpp the fused bf16 steps of fused_cpu.py, and
 csrc/ops.cpp registers the first two as dispatcher ops (`infer_cpu::*`) for
 compiled graphs. They are built once per machine under
 ~/.cache/torch_extensions/infer_cpu_kernels (or under TORCH_EXTENSIONS_DIR),
 keyed by source, flags, torch version and CPU flags; the first build takes
 tens of seconds, so `start_build()` runs it in a background thread and
-`decode_kernel()`, `int8_kernel()` and `fused_kernels()` return None until it
+`decode_kernel()`, `decode_int8_kernel()`, `int8_kernel()` and `fused_kernels()` return None until it
 is ready (callers then use their torch paths). Any build failure (no
 compiler) leaves the torch paths in use for good.
 """
@@ -35,7 +36,14 @@ log = logging.getLogger("infer_worker")
 
 _SOURCE_FILES = ("common.h", "paged_decode.cpp", "int8_linear.cpp", "fused.cpp", "ops.cpp")
 _SOURCE = "\n".join((Path(__file__).parent / "csrc" / name).read_text() for name in _SOURCE_FILES)
-_FUNCTIONS = ["paged_decode", "int8_linear", "rms_norm_bf16", "rotary_bf16", "silu_mul_bf16"]
+_FUNCTIONS = [
+    "paged_decode",
+    "paged_decode_int8",
+    "int8_linear",
+    "rms_norm_bf16",
+    "rotary_bf16",
+    "silu_mul_bf16",
+]
 
 _NAME = "infer_cpu_kernels"
 _CFLAGS = ("-O3", "-march=native", "-fopenmp")
@@ -129,6 +137,12 @@ def decode_kernel() -> Any | None:
     """The built paged_decode function, or None while building / when unavailable."""
     module = _state["module"]
     return None if module is None else module.paged_decode
+
+
+def decode_int8_kernel() -> Any | None:
+    """The built paged_decode_int8 function (int8 pages), or None while building / unavailable."""
+    module = _state["module"]
+    return None if module is None else module.paged_decode_int8
 
 
 def int8_kernel() -> Any | None:

@@ -1,5 +1,5 @@
 // Shared by every csrc/*.cpp (cpp_kernels.py compiles them as one unit, this file first):
-// includes and the AVX-512 load/store of 16 float32 or bf16 values.
+// includes and the AVX-512 load/store of 16 float32 or bf16 values (and the load of 16 int8).
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
@@ -9,6 +9,10 @@
 #include <immintrin.h>
 
 static inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+static inline __m512 load16(const int8_t* p) {  // int8 -> float32 (the scale is applied apart)
+  const __m128i raw = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(raw));
+}
 static inline __m512 load16(const at::BFloat16* p) {  // bf16 -> float32: the high 16 bits
   const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(raw), 16));

@@ -72,4 +72,5 @@ class EagerStep:
             options.scale,
             window=options.window,
             softcap=options.softcap,
+            scales=self.kv_cache.scales(layer),
         )
