@@ -97,7 +97,7 @@ class Engine:
         return (
             f"kv_dtype={dtype} kv_tokens={self.kv_capacity_tokens} "
             f"kv_bytes_per_token={per_token} "
-            f"kv_gib={self.kv_capacity_tokens * per_token / 2**30:.3f}"
+            f"kv_bytes={self.kv_capacity_tokens * per_token}"
         )
 
     @property
