@@ -1,14 +1,17 @@
 """Constrained streams beside free ones, through `infer serve` and `infer bench`.
 
-Starts `infer serve` (default flags unless --serve-args), then:
-1. 32 free streams alone: `infer bench --concurrency 32` (after one unreported
-   warm-up run);
-2. the same 32 free streams while a second `infer bench` keeps 8 streams of
-   `response_format: json_schema` requests running beside them, then 1 again;
+Starts `infer serve` (default flags unless --serve-args), then, after one
+unreported warm-up run:
+1. 32 free streams alone (`infer bench --concurrency 32`);
+2. per round: the same 32 free streams while a second `infer bench` keeps 8
+   `response_format: json_schema` streams running beside them, 32 alone, the
+   32 beside 8 free streams of the same prompts (exactly --output-len tokens,
+   ignore_eos: at least the work of the constrained ones), 32 alone;
 3. time to first token of one stream at a time, the same prompts free and
    with the (by then cached) schema.
-Prints the 32 free streams' output tok/s in 1 (before and after 2) and 2, their
-ratio to the mean of the two alone runs, and the TTFT p50 of 3.
+Prints every alone run's output tok/s, each mixed run's free tok/s and its ratio
+to the alone runs either side of it, what the side streams did meanwhile (from
+the engine's counters), and the TTFT p50 of 3.
 
     uv run python benchmarks/constrained_serving.py --out results/constrained
 """
@@ -68,74 +71,92 @@ def level(path: Path) -> dict:
     return json.loads(path.read_text())["levels"][0]
 
 
+def side_args(data: Path, output_len: int, constrained: bool) -> list[str]:
+    """8 side streams: json_schema ones end where their grammar does (or at output_len);
+    free ones run exactly output_len tokens (ignore_eos), the most work they can bring."""
+    side = ["--dataset", str(data), "--concurrency", "8", "--requests", "1000"]
+    side += ["--output-len", str(output_len)]
+    return side + (["--no-ignore-eos"] if constrained else [])
+
+
+def mixed_run(url: str, out: Path, name: str, free: list[str], side: list[str]) -> dict:
+    """32 free streams while 8 side streams run; the free tok/s and what the side did."""
+    beside = bench(url, out.with_name(f"{out.name}-{name}-side.json"), *side)
+    before = engine_counts(url)
+    rc = bench(url, out.with_name(f"{out.name}-{name}.json"), "--warmup", "8", *free).wait()
+    after = engine_counts(url)
+    if beside.poll() is not None:
+        raise SystemExit(f"the {name} side streams ended early ({beside.returncode})")
+    beside.terminate()
+    beside.wait()
+    if rc != 0:
+        raise SystemExit(f"infer bench (32 free, {name}) failed")
+    return {
+        "tok_s": level(out.with_name(f"{out.name}-{name}.json"))["output_tokens_per_s"],
+        "counts": [after[0] - before[0], after[1] - before[1]],
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--serve-args", default="", help="flags of `infer serve`")
     parser.add_argument("--out", default="constrained", help="output path prefix")
     parser.add_argument("--requests", type=int, default=96, help="free requests per run")
     parser.add_argument("--output-len", type=int, default=64)
-    parser.add_argument(
-        "--side-free", action="store_true", help="the 8 side streams without the schema"
-    )
-    parser.add_argument(
-        "--side-output-len",
-        type=int,
-        help="with --side-free: this many tokens per side answer, ignore_eos "
-        "(the length a constrained answer ends at, to compare like with like)",
-    )
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of the sequence below")
     args = parser.parse_args()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     free = ["--concurrency", "32", "--requests", str(args.requests)]
     free += ["--output-len", str(args.output_len), "--input-len", "64"]
-    side_data = write_dataset(out.with_suffix(".side.jsonl"), 64, not args.side_free)
-    side = ["--dataset", str(side_data), "--concurrency", "8"]
-    if args.side_output_len:
-        side += ["--requests", "1000", "--output-len", str(args.side_output_len)]
-    else:
-        side += ["--requests", "1000", "--output-len", str(args.output_len), "--no-ignore-eos"]
+    sides = {
+        "json_schema": side_args(
+            write_dataset(out.with_suffix(".side-json.jsonl"), 64, True), args.output_len, True
+        ),
+        "free": side_args(
+            write_dataset(out.with_suffix(".side-free.jsonl"), 64, False), args.output_len, False
+        ),
+    }
     ttft_free = write_dataset(out.with_suffix(".ttft-free.jsonl"), 12, False)
     ttft_json = write_dataset(out.with_suffix(".ttft-json.jsonl"), 12, True)
     one = ["--concurrency", "1", "--requests", "12"]
     one += ["--output-len", "8", "--no-ignore-eos"]
+    alone: list[float] = []
+    mixed: dict[str, list[dict]] = {name: [] for name in sides}
     with served(shlex.split(args.serve_args), out.with_suffix(".serve.log"), 600) as (url, _):
-        alone = [out.with_name(f"{out.name}-alone{i}.json") for i in range(3)]
-        for path in alone[:2]:  # the first run warms the engine up and is not reported
+
+        def alone_run(i: int) -> float:
+            path = out.with_name(f"{out.name}-alone{i}.json")
             if bench(url, path, *free).wait() != 0:
                 raise SystemExit("infer bench (32 free) failed")
-        mixed = out.with_name(out.name + "-mixed.json")
-        beside = bench(url, out.with_name(out.name + "-side.json"), *side)
-        counts = [engine_counts(url)]
-        main_run = bench(url, mixed, "--warmup", "8", *free)
-        rc = main_run.wait()
-        counts.append(engine_counts(url))
-        if beside.poll() is not None:
-            raise SystemExit(f"the constrained streams ended early ({beside.returncode})")
-        beside.terminate()
-        beside.wait()
-        if rc != 0:
-            raise SystemExit("infer bench (32 free beside 8 constrained) failed")
-        if bench(url, alone[2], *free).wait() != 0:  # alone again: the machine's drift
-            raise SystemExit("infer bench (32 free) failed")
+            return level(path)["output_tokens_per_s"]
+
+        alone_run(-1)  # warms the engine up; not reported
+        alone.append(alone_run(0))
+        for r in range(args.rounds):
+            for name, side in sides.items():
+                mixed[name].append(mixed_run(url, out, f"{name}{r}", free, side))
+                alone.append(alone_run(len(alone)))
         ttft = {}
         for name, data in (("free", ttft_free), ("json_schema", ttft_json)):
             path = out.with_name(f"{out.name}-ttft-{name}.json")
             if bench(url, path, "--dataset", str(data), *one).wait() != 0:
                 raise SystemExit(f"infer bench (TTFT {name}) failed")
             ttft[name] = level(path)["ttft_ms"]["p50"]
-    before, after = (level(p)["output_tokens_per_s"] for p in alone[1:])
-    mixed_tok_s = level(mixed)["output_tokens_per_s"]
-    side_requests = counts[1][0] - counts[0][0] - args.requests - 8
-    side_tokens = counts[1][1] - counts[0][1] - (args.requests + 8) * args.output_len
-    result = {
-        "side_requests_during_mixed_run": side_requests,
-        "side_output_tokens_per_request": round(side_tokens / max(side_requests, 1), 1),
-        "free_alone_tok_s": [before, after],
-        "free_beside_constrained_tok_s": mixed_tok_s,
-        "ratio": mixed_tok_s / ((before + after) / 2),
-        "ttft_p50_ms": ttft,
-        "cached_schema_ttft_cost_ms": ttft["json_schema"] - ttft["free"],
-    }
+    result: dict = {"free_alone_tok_s": alone}
+    runs = [name for r in range(args.rounds) for name in sides]
+    for i, name in enumerate(runs):  # each mixed run against the alone runs either side
+        run = mixed[name][i // len(sides)]
+        run["ratio"] = round(run["tok_s"] / ((alone[i] + alone[i + 1]) / 2), 3)
+        free_requests = args.requests + 8
+        side_requests = run["counts"][0] - free_requests
+        side_tokens = run["counts"][1] - free_requests * args.output_len
+        run["side_requests"] = side_requests
+        run["side_tokens_per_request"] = round(side_tokens / max(side_requests, 1), 1)
+    for name in sides:
+        result[f"beside_8_{name}"] = mixed[name]
+    result["ttft_p50_ms"] = ttft
+    result["cached_schema_ttft_cost_ms"] = ttft["json_schema"] - ttft["free"]
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
