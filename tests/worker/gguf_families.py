@@ -66,3 +66,18 @@ def gguf_vocab_of_default() -> dict[str, Any]:
     """The tokenizer.* metadata of the default model's GGUF."""
     meta = GGUFFile(default_gguf_path()).meta
     return {k: v for k, v in meta.items() if k.startswith("tokenizer.")}
+
+
+def gguf_and_reference_greedy(
+    hf_dir: Path, gguf: Path, ids: list[list[int]], new_tokens: int
+) -> tuple[list[list[int]], list[list[int]]]:
+    """(infer's batched greedy tokens from the GGUF file, transformers' float32 greedy
+    tokens from the HF directory), prefilled in 24-token chunks over 8-token blocks."""
+    from family_models import reference_greedy
+
+    from infer_scheduler import LLM
+
+    expected = reference_greedy(hf_dir, ids, new_tokens)
+    llm = LLM(str(gguf), device="cpu", dtype="float32", max_batch_tokens=24, block_size=8)
+    outs = llm.generate(ids, max_tokens=new_tokens, ignore_eos=True)
+    return [o.token_ids for o in outs], expected

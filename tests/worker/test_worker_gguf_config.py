@@ -108,14 +108,28 @@ def test_phi3_partial_rotary_and_longrope() -> None:
     assert not config["tie_word_embeddings"]
 
 
+def test_sliding_window_keys_of_llama_and_phi3() -> None:
+    """A llama file with a window is transformers' Mistral; 0 means no window (the
+    converter writes 0 for Phi-4); a window beside q/k/v biases is refused by name."""
+    mistral = convert(meta("llama", **{"attention.sliding_window": 16}), ["token_embd.weight"])
+    assert mistral["architectures"] == ["MistralForCausalLM"] and mistral["sliding_window"] == 16
+    assert mistral["model_type"] == "mistral" and "attention_bias" not in mistral
+    plain = convert(meta("llama", **{"attention.sliding_window": 0}))
+    assert plain["architectures"] == ["LlamaForCausalLM"] and "sliding_window" not in plain
+    assert convert(meta("phi3", **{"attention.sliding_window": 24}))["sliding_window"] == 24
+    assert "sliding_window" not in convert(meta("phi3", **{"attention.sliding_window": 0}))
+    with pytest.raises(ModelLoadError, match=r"llama\.attention\.sliding_window=16.*biases"):
+        convert(meta("llama", **{"attention.sliding_window": 16}))  # with blk.0.attn_q.bias
+
+
 @pytest.mark.parametrize(
     ("arch", "extra", "named"),
     [
         ("llama", {"attention.layer_norm_epsilon": 1e-5}, "llama.attention.layer_norm_epsilon"),
         ("llama", {"expert_count": 8}, "llama.expert_count"),
         ("llama", {"attention.scale": 0.1}, "llama.attention.scale"),
-        ("llama", {"attention.sliding_window": 16}, "llama.attention.sliding_window"),
         ("qwen2", {"rope.dimension_count": 8}, "rope.dimension_count"),
+        ("qwen2", {"attention.sliding_window": 16}, "qwen2.attention.sliding_window"),
         ("llama", {"attention.key_length": 16, "attention.value_length": 32}, "value_length"),
         ("gemma3", {"attn_logit_softcapping": 50.0}, "gemma3.attn_logit_softcapping"),
         ("llama", {"rope.scaling.type": "longrope"}, "longrope"),

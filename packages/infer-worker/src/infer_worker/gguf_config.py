@@ -43,6 +43,9 @@ _EXTRA = {
         "rope.freq_base_swa": "rope_local_base_freq",
     },
     "phi3": {"attention.sliding_window": "sliding_window"},
+    # llama.cpp's converter writes no window for Mistral (llama arch) and llama.cpp ignores
+    # one; a file that states it gets the window transformers' Mistral applies
+    "llama": {"attention.sliding_window": "sliding_window"},
 }
 # read by the code below, or informational only (no effect on the math)
 _HANDLED = {
@@ -172,6 +175,8 @@ def hf_config_from_gguf(
         scaling = {"rope_type": "freq_factors", "factors": factors}
     if arch == "phi3":
         scaling = _phi3_longrope(m, names, scaling, tensor_values)
+    if arch in ("llama", "phi3"):
+        _window(m, config)
     if scaling is not None:
         config["rope_scaling"] = scaling
     if arch in ("gemma2", "gemma3"):
@@ -184,6 +189,19 @@ def hf_config_from_gguf(
         if meta.get(f"tokenizer.ggml.{key}_token_id") is not None:
             config[name] = int(meta[f"tokenizer.ggml.{key}_token_id"])
     return config
+
+
+def _window(m: _Meta, config: dict[str, Any]) -> None:
+    """llama/phi3 `attention.sliding_window`: 0 is no window (the converter writes 0 for
+    Phi-4); a llama file with a window is transformers' MistralForCausalLM (no biases)."""
+    window = config.pop("sliding_window", None)
+    if not window:
+        return
+    config["sliding_window"] = int(window)
+    if m.arch == "llama":
+        if config.pop("attention_bias"):
+            raise m.refuse("attention.sliding_window", "with q/k/v biases (Mistral has none)")
+        config["model_type"], config["architectures"] = "mistral", ["MistralForCausalLM"]
 
 
 def _phi3_longrope(m: _Meta, names: set[str], scaling, tensor_values) -> dict[str, Any] | None:

@@ -18,6 +18,8 @@ import numpy as np
 from gguf import GGMLQuantizationType, GGUFValueType, GGUFWriter
 from gguf.quants import quantize
 
+from .testing_gguf_rope import llama3_rope_factors, yarn_keys
+
 _LAYER = {
     "input_layernorm": "attn_norm",
     "self_attn.q_proj": "attn_q",
@@ -128,28 +130,6 @@ LLAMA_CPP_ARCH = {
 }
 
 
-def llama3_rope_factors(config: dict[str, Any], head_dim: int) -> np.ndarray:
-    """llama.cpp's rope_freqs tensor for a "llama3" rope_scaling (per-frequency divisors)."""
-    scaling = config["rope_scaling"]
-    base = float(config.get("rope_theta", 10000.0))
-    freqs = 1.0 / base ** (np.arange(0, head_dim, 2, dtype=np.float32) / head_dim)
-    factor = scaling["factor"]
-    low, high = scaling.get("low_freq_factor", 1.0), scaling.get("high_freq_factor", 4.0)
-    old = scaling["original_max_position_embeddings"]
-    low_wavelen, high_wavelen = old / low, old / high
-    out = []
-    for freq in freqs:
-        wavelen = 2 * np.pi / freq
-        if wavelen < high_wavelen:
-            out.append(1.0)
-        elif wavelen > low_wavelen:
-            out.append(factor)
-        else:
-            smooth = (old / wavelen - low) / (high - low)
-            out.append(1 / ((1 - smooth) / factor + smooth))
-    return np.array(out, dtype=np.float32)
-
-
 def gguf_metadata(config: dict[str, Any], arch: str, name: str) -> dict[str, Any]:
     """The `{arch}.*` keys llama.cpp's converter writes for this config.json dict.
 
@@ -178,6 +158,11 @@ def gguf_metadata(config: dict[str, Any], arch: str, name: str) -> dict[str, Any
     if kind == "linear":
         keys["rope.scaling.type"] = "linear"
         keys["rope.scaling.factor"] = float(scaling["factor"])
+    if kind == "yarn":
+        keys.update(yarn_keys(scaling))
+    if arch == "llama" and config.get("sliding_window"):
+        # llama.cpp's converter drops Mistral's window; this writer keeps it (infer reads it)
+        keys["attention.sliding_window"] = config["sliding_window"]
     if arch in ("gemma2", "gemma3"):
         big = {"gemma2": 46, "gemma3": 62}[arch] == config["num_hidden_layers"]
         if config.get("query_pre_attn_scalar") != (hidden // heads if big else head_dim):
@@ -197,8 +182,8 @@ def gguf_metadata(config: dict[str, Any], arch: str, name: str) -> dict[str, Any
             keys["rope.freq_base_swa"] = float(config["rope_local_base_freq"])
     if arch == "phi3":
         keys["rope.dimension_count"] = int(head_dim * config.get("partial_rotary_factor", 1.0))
-        if config.get("sliding_window") is not None:
-            keys["attention.sliding_window"] = config["sliding_window"]
+        # as llama.cpp's converter: 0 when there is no window (Phi-4)
+        keys["attention.sliding_window"] = config.get("sliding_window") or 0
         if kind in ("longrope", "su"):
             original = config["original_max_position_embeddings"]
             scale = config["max_position_embeddings"] / original
