@@ -16,10 +16,8 @@ the error. `client` is always the engine holding the request (aborts go there).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 
 from infer_protocol import GenerateRequest, RequestError, SamplingParams, TokenDelta
 
@@ -29,44 +27,11 @@ from .engine_pool import EnginePool, PooledEngine
 from .errors import APIError, bad_request, engine_timeout, engine_unavailable, from_engine
 from .metrics import RequestMetrics
 from .model import ServedModel
+from .pieces import ChoiceStats, Piece, TokenLogprob
 from .stops import StopMatcher
 from .validation import Sampling
 
-
-@dataclass
-class TokenLogprob:
-    token_id: int
-    logprob: float
-    top: list[tuple[int, float]]
-
-
-@dataclass
-class Piece:
-    """Text released by one engine step of one choice."""
-
-    index: int
-    text: str
-    logprobs: list[TokenLogprob] | None = None
-    finish_reason: str | None = None
-    restart: bool = False  # drop what this choice released so far: it starts again elsewhere
-
-
 SETTLE_SECONDS = 2.0  # how long an aborted choice waits for the engine's final count
-
-
-@dataclass
-class ChoiceStats:
-    """`started`: the engine has produced a token for it (so its prompt was processed)."""
-
-    started: bool = False
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cached_tokens: int = 0
-    queue_ms: float = 0.0
-    prefill_ms: float = 0.0
-    decode_ms: float = 0.0
-    tokens_per_second: float = 0.0
-    batch_size: int = 1
 
 
 def sampling_params(s: Sampling, seed: int | None) -> SamplingParams:
@@ -318,38 +283,3 @@ class Choice:
         self.stats.decode_ms = max(0.0, elapsed - ttft) * 1000
         if elapsed > 0:
             self.stats.tokens_per_second = self.stats.completion_tokens / elapsed
-
-
-async def merge(choices: Sequence[Choice]) -> AsyncIterator[Piece]:
-    """Interleave the pieces of several choices as they arrive; first error wins."""
-    if len(choices) == 1:
-        async with contextlib.aclosing(choices[0].pieces()) as pieces:
-            async for piece in pieces:
-                yield piece
-        return
-    queue: asyncio.Queue = asyncio.Queue()
-
-    async def pump(choice: Choice) -> None:
-        try:
-            async for piece in choice.pieces():
-                await queue.put(piece)
-        except APIError as exc:
-            await queue.put(exc)
-        finally:
-            await queue.put(None)
-
-    tasks = [asyncio.create_task(pump(c)) for c in choices]
-    try:
-        remaining = len(tasks)
-        while remaining:
-            item = await queue.get()
-            if item is None:
-                remaining -= 1
-            elif isinstance(item, APIError):
-                raise item
-            else:
-                yield item
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

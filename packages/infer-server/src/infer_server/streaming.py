@@ -19,7 +19,7 @@ from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
 from .errors import APIError
-from .generation import Piece
+from .pieces import Piece
 
 log = logging.getLogger("infer_server")
 DONE = b"data: [DONE]\n\n"

@@ -13,9 +13,10 @@ from typing import TypeVar
 from starlette.requests import Request
 
 from ..errors import APIError, bad_request
-from ..generation import Choice, TokenLogprob
+from ..generation import Choice
 from ..metrics import RequestMetrics
 from ..model import ServedModel
+from ..pieces import TokenLogprob
 from ..state import Gateway
 from ..validation import Sampling, context_error
 

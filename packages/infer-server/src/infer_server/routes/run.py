@@ -17,9 +17,10 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ..generation import Choice, Piece, TokenLogprob, merge
+from ..generation import Choice
 from ..metrics import RequestMetrics
 from ..model import ServedModel
+from ..pieces import Piece, TokenLogprob, merge
 from ..state import Gateway
 from ..streaming import TextEvent, start_stream
 from ..validation import Sampling
