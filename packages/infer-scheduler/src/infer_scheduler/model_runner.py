@@ -55,6 +55,9 @@ class ModelRunner:
         self.sampler = Sampler(bundle.config.vocab_size, bundle.device)
         # LongRoPE models (Phi-3): positions become rows of a table holding both factor sets
         self.row_offset = getattr(self.model, "rotary_row_offset", None)
+        # dynamic NTK: the rotary needs each sequence's prompt length (rotary.py)
+        rotaries = getattr(self.model, "rotaries", {})
+        self.dynamic_rope = any(getattr(r, "dynamic", None) for r in rotaries.values())
 
     def run(self, items: list[tuple[Request, int]]) -> tuple[list[Request], Any]:
         """Feed `n` new tokens of each request; return (requests that sampled, SampleOutput)."""
@@ -81,11 +84,17 @@ class ModelRunner:
             logits = self.compiled.logits(ids, positions, seq_lens, tables)
             if logits is not None:  # a decode-only step a compiled bucket covers
                 return sampling, self._sample(logits, sampling)
-        meta = AttentionMetadata.build(query_lens, seq_lens, tables, self.block_size, self.device)
+        prompt_lens = [len(r.prompt_ids) for r, _ in items] if self.dynamic_rope else None
+        meta = AttentionMetadata.build(
+            query_lens, seq_lens, tables, self.block_size, self.device, prompt_lens
+        )
+        # a graph's decode rotary takes position + 1 as the length: only for tokens that
+        # sample (a one-token prompt chunk before the prompt's end is not one)
+        graph_ok = not self.dynamic_rope or len(sampling) == len(items)
         with torch.inference_mode():
             input_ids = torch.tensor(ids, dtype=torch.long, device=self.device)
             pos = torch.tensor(positions, dtype=torch.long, device=self.device)
-            if self.graphs is not None and self.graphs.fits(meta):
+            if self.graphs is not None and graph_ok and self.graphs.fits(meta):
                 hidden = self.graphs.forward(input_ids, pos, meta)
             else:
                 hidden = self.model(input_ids, pos, self.kv_cache, meta)

@@ -95,6 +95,13 @@ class ModelConfig:
             tables["local"] = (self.local_rope_theta, self.local_rope_scaling)
         return tables
 
+    @property
+    def rope_depends_on_length(self) -> bool:
+        """True when a token's rotation depends on its sequence's length (dynamic NTK,
+        LongRoPE), so K/V cached for one sequence are not another's."""
+        kinds = {(s or {}).get("rope_type") for _theta, s in self.rope_tables().values()}
+        return bool(kinds & {"dynamic", "longrope"})
+
     def validate(self, source: str) -> None:
         """Raise ModelLoadError when the numbers cannot describe a working model."""
         for name in ("vocab_size", "hidden_size", "intermediate_size", "num_layers", "num_heads"):

@@ -36,6 +36,10 @@ class AttentionMetadata:
     num_tokens: int
     max_query_len: int
     max_seq_len: int
+    # dynamic NTK rotary only: each sequence's prompt length (int32 [num_seqs]); a token at
+    # position p rotates for length max(prompt_len, p + 1). None: for its seq_len
+    prompt_lens: torch.Tensor | None = None
+    max_prompt_len: int = 0
 
     @property
     def decode_only(self) -> bool:
@@ -50,6 +54,7 @@ class AttentionMetadata:
         block_tables: list[list[int]],
         block_size: int,
         device: torch.device | str = "cpu",
+        prompt_lens: list[int] | None = None,
     ) -> AttentionMetadata:
         """Build metadata from host lists (slot mapping derived from the tables)."""
         num_seqs = len(query_lens)
@@ -72,4 +77,8 @@ class AttentionMetadata:
             num_tokens=starts[-1],
             max_query_len=max(query_lens, default=0),
             max_seq_len=max(seq_lens, default=0),
+            prompt_lens=None
+            if prompt_lens is None
+            else torch.tensor(prompt_lens, dtype=torch.int32, device=device),
+            max_prompt_len=max(prompt_lens or [], default=0),
         )

@@ -3,9 +3,13 @@
 Frequencies are computed as transformers' modeling_rope_utils computes them
 (float32). cos/sin tables hold positions 0 .. max_positions - 1 and are
 multiplied by the type's attention factor (YaRN's mscale; 1 otherwise).
-Dynamic NTK, like transformers, derives the frequencies from the current
-length L of the sequence (its last position in this forward + 1) once L
-exceeds max_position_embeddings; below that it is the default rotary.
+Dynamic NTK follows transformers' generate for one sequence, whose rotary
+module recomputes the frequencies for the length L = last position + 1 of
+each forward once L exceeds max_position_embeddings (below that: the default
+rotary), and whose cache keeps each key as it was rotated: the prompt is one
+forward (every prompt token uses L = prompt length), each decode step another
+(L = position + 1). So a token at position p uses L = max(prompt length, p + 1)
+however the prompt is chunked or recomputed, given meta.prompt_lens.
 """
 
 from __future__ import annotations
@@ -158,10 +162,14 @@ class RotaryEmbedding(nn.Module):
         self, positions: torch.Tensor, meta: AttentionMetadata, dtype: torch.dtype
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(cos, sin) [T, 1, dim] in dtype for the flattened tokens of meta at positions [T]."""
-        if self.dynamic is not None and meta.max_seq_len > self.dynamic[1]:
+        if (
+            self.dynamic is not None
+            and max(meta.max_seq_len, meta.max_prompt_len) > self.dynamic[1]
+        ):
             q_lens = (meta.query_start_loc[1:] - meta.query_start_loc[:-1]).long()
-            lengths = torch.repeat_interleave(meta.seq_lens.long(), q_lens)
-            return self._dynamic(positions, lengths, dtype)
+            per_seq = meta.seq_lens if meta.prompt_lens is None else meta.prompt_lens
+            lengths = torch.repeat_interleave(per_seq.long(), q_lens)
+            return self._dynamic(positions, torch.maximum(lengths, positions + 1), dtype)
         if meta.max_seq_len > self.max_positions:
             self._build(max(meta.max_seq_len, 2 * self.max_positions))
         return self.gather(positions, dtype)
@@ -173,7 +181,8 @@ class RotaryEmbedding(nn.Module):
         return cos, sin
 
     def decode(self, positions: torch.Tensor, dtype: torch.dtype):
-        """(cos, sin) of one decode token per sequence at positions [S]: traceable."""
+        """(cos, sin) of one decode token per sequence at positions [S] (past its prompt:
+        dynamic NTK's length is position + 1): traceable."""
         if self.dynamic is not None:
             return self._dynamic(positions, positions + 1, dtype)
         return self.gather(positions, dtype)
