@@ -5,9 +5,16 @@ owned by the prefix cache (locked through `req.cache_node`) followed by
 blocks it owns privately; `release` returns every private block to the pool
 or hands it to the cache, and drops the lock, so an idle engine holds no
 block outside the free list and the cache.
+
+With LongRoPE (Phi-3, `row_offset` given) a token's K/V depend on the factor set
+of the sequence that wrote them: the cache key of tokens written with the long
+set has its first token negated (token ids are >= 0), so each set has its own
+subtree and a prefix is only reused by a request that uses the same set.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from infer_protocol import CacheStats
 
@@ -19,8 +26,14 @@ from .request import Request
 class CacheManager:
     """Gives requests KV blocks, reusing and filling the prefix cache."""
 
-    def __init__(self, pool: BlockPool, enable_prefix_cache: bool = True) -> None:
+    def __init__(
+        self,
+        pool: BlockPool,
+        enable_prefix_cache: bool = True,
+        row_offset: Callable[[int], int] | None = None,
+    ) -> None:
         self.pool = pool
+        self.row_offset = row_offset
         self.block_size = pool.block_size
         self.cache = RadixCache(pool) if enable_prefix_cache else None
         self.hits = 0
@@ -39,7 +52,8 @@ class CacheManager:
         req.block_table, req.num_cached_blocks, req.cache_node, req.num_computed = [], 0, None, 0
         if self.cache is None:
             return
-        blocks, node = self.cache.match_prefix(req.all_ids[:-1])
+        offset = self.row_offset(req.num_tokens) if self.row_offset is not None else 0
+        blocks, node = self.cache.match_prefix(_key(req.all_ids[:-1], offset))
         self.cache.lock(node)
         req.block_table = list(blocks)
         req.num_cached_blocks = len(blocks)
@@ -81,7 +95,7 @@ class CacheManager:
         n_blocks = req.num_computed // bs
         if n_blocks <= req.num_cached_blocks:
             return
-        tokens = req.all_ids[: n_blocks * bs]
+        tokens = _key(req.all_ids[: n_blocks * bs], req.rotary_offset)
         present = self.cache.insert(tokens, req.block_table[:n_blocks]) // bs
         self.pool.free(req.block_table[req.num_cached_blocks : present])
         tree_blocks, node = self.cache.match_prefix(tokens)
@@ -117,3 +131,11 @@ class CacheManager:
             evictions=cache.evictions if cache else 0,
             node_count=cache.node_count if cache else 0,
         )
+
+
+def _key(tokens: list[int], rotary_offset: int) -> list[int]:
+    """The radix key of tokens whose K/V were rotated with LongRoPE row offset
+    `rotary_offset` (0: the short set, or no LongRoPE)."""
+    if not rotary_offset or not tokens:
+        return tokens
+    return [-1 - tokens[0], *tokens[1:]]

@@ -58,12 +58,12 @@ class Engine:
         per_token = KVCache.bytes_per_token(config, kv_dtype)
         num_blocks = num_kv_blocks(self.options, per_token, bundle.device)
         self.pool = BlockPool(num_blocks, bs)
-        # LongRoPE (Phi-3), dynamic NTK: cached K/V depend on the length of the sequence
-        # that wrote them, so no prefix cache
+        # dynamic NTK: cached K/V depend on the prompt length of the sequence that wrote
+        # them, so no prefix cache; LongRoPE (Phi-3, row_offset): keyed by factor set
         row_offset = getattr(bundle.model, "rotary_row_offset", None)
-        prefix_cache = self.options.enable_prefix_cache and not config.rope_depends_on_length
-        prefix_cache = prefix_cache and row_offset is None
-        self.cache = CacheManager(self.pool, prefix_cache)
+        length_rope = config.rope_depends_on_length and row_offset is None
+        prefix_cache = self.options.enable_prefix_cache and not length_rope
+        self.cache = CacheManager(self.pool, prefix_cache, row_offset)
         self.scheduler = Scheduler(
             self.cache,
             self.options.max_running,

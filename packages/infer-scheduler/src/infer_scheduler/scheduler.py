@@ -11,8 +11,10 @@ Invariants:
   is admitted in a step that preempted;
 - with a LongRoPE model (`row_offset` given), a running request whose K/V were
   rotated with the other factor set than its length now needs (it just grew
-  past the switch length) is recomputed from token 0 in its own blocks, as
-  transformers' generate recomputes its cache; the prefix cache is off then;
+  past the switch length) is recomputed from token 0, as transformers'
+  generate recomputes its cache: its blocks go back (full ones to the prefix
+  cache, keyed by their set) and it starts over from the cached prefix of the
+  new set;
 - a request that cannot fit even alone in the whole pool is finished with
   reason "length" instead of waiting forever; an admitted prompt chunk is
   cut to the blocks obtainable now.
@@ -57,8 +59,6 @@ class Scheduler:
     ) -> None:
         if max_running < 1 or max_batch_tokens < 1:
             raise ValueError("max_running and max_batch_tokens must be >= 1")
-        if row_offset is not None and cache.cache is not None:
-            raise ValueError("a rotary row offset needs the prefix cache off")
         self.row_offset = row_offset
         self.cache = cache
         self.max_running = max_running
@@ -131,8 +131,14 @@ class Scheduler:
         """Recompute every token of a request whose K/V used the other LongRoPE factor set."""
         if self.row_offset is None or req.num_computed == 0:
             return
-        if self.row_offset(req.num_tokens) != req.rotary_offset:
-            req.num_computed = 0  # its blocks are private (no prefix cache): rewritten in place
+        if self.row_offset(req.num_tokens) == req.rotary_offset:
+            return
+        if self.cache.cache is None:
+            req.num_computed = 0  # its blocks are private: rewritten in place
+            return
+        self.cache.release(req)  # cache-owned blocks are shared: never rewritten
+        self.cache.match(req)
+        req.rotary_offset = self.row_offset(req.num_tokens)
 
     def _room(self, req: Request) -> int:
         """Tokens the request could add now (its blocks' slack plus free and evictable blocks)."""
