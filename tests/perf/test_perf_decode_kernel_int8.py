@@ -114,3 +114,28 @@ def test_int8_kernel_rejects_bad_input(cpp_kernel) -> None:
         kernel(q, kq, vq, ks.half(), vs.half(), tables, seq_lens, 0.125, 0, 0.0)
     with pytest.raises(RuntimeError, match="outside the block table"):
         kernel(q, kq, vq, ks, vs, tables, seq_lens * 1000, 0.125, 0, 0.0)
+
+
+@pytest.mark.parametrize("row_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("scale_dtype", [torch.float32, torch.bfloat16])
+def test_cpp_write_stores_what_the_torch_write_stores(cpp_kernel, row_dtype, scale_dtype) -> None:
+    from infer_worker.cpp_kernels import kv_write_int8_kernel
+    from infer_worker.kv_quant import write_kv_int8_torch
+
+    kernel = kv_write_int8_kernel()
+    gen = torch.Generator().manual_seed(11)
+    shape = (6, 16, 3, 64)
+    key = torch.randn(20, 3, 64, generator=gen) * torch.logspace(-4, 2, 20)[:, None, None]
+    value = torch.randn(20, 3, 64, generator=gen)
+    key[4, 1] = 0.0  # a row of zeros
+    key, value = key.to(row_dtype), value.to(row_dtype)
+    slots = torch.randperm(96, generator=gen)[:20]
+    pages = [torch.zeros(shape, dtype=torch.int8) for _ in range(4)]
+    scales = [torch.full(shape[:-1], 7.0, dtype=scale_dtype) for _ in range(4)]
+    kernel(key, value, pages[0], pages[1], scales[0], scales[1], slots)
+    write_kv_int8_torch(pages[2], pages[3], (scales[2], scales[3]), key, value, slots)
+    assert torch.equal(scales[0], scales[2]) and torch.equal(scales[1], scales[3])
+    assert torch.equal(pages[0], pages[2]) and torch.equal(pages[1], pages[3])
+    assert (scales[0] == 7.0).sum() == scales[0].numel() - 60  # other slots untouched
+    with pytest.raises(RuntimeError, match="slot out of range"):
+        kernel(key, value, pages[0], pages[1], scales[0], scales[1], slots + 96)

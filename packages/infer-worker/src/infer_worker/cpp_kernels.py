@@ -4,7 +4,8 @@ csrc/paged_decode.cpp reads K/V pages in place through the block tables (no
 gather, no padding): one work item per (sequence, kv head) covers the kv
 head's whole group of query heads, scores and softmax in float32, threads
 from torch's own pool (at::parallel_for); paged_decode_int8 reads int8 pages
-with their row scales (kv_quant.py) the same way. csrc/int8_linear.cpp is the W8A8
+with their row scales (kv_quant.py) the same way, and csrc/kv_write.cpp
+quantizes new K/V rows into them (kv_write_int8). csrc/int8_linear.cpp is the W8A8
 linear of int8.py, csrc/fused.cpp the fused bf16 steps of fused_cpu.py, and
 csrc/ops.cpp registers the first two as dispatcher ops (`infer_cpu::*`) for
 compiled graphs. They are built once per machine under
@@ -34,11 +35,19 @@ import torch
 
 log = logging.getLogger("infer_worker")
 
-_SOURCE_FILES = ("common.h", "paged_decode.cpp", "int8_linear.cpp", "fused.cpp", "ops.cpp")
+_SOURCE_FILES = (
+    "common.h",
+    "paged_decode.cpp",
+    "kv_write.cpp",
+    "int8_linear.cpp",
+    "fused.cpp",
+    "ops.cpp",
+)
 _SOURCE = "\n".join((Path(__file__).parent / "csrc" / name).read_text() for name in _SOURCE_FILES)
 _FUNCTIONS = [
     "paged_decode",
     "paged_decode_int8",
+    "kv_write_int8",
     "int8_linear",
     "rms_norm_bf16",
     "rotary_bf16",
@@ -143,6 +152,12 @@ def decode_int8_kernel() -> Any | None:
     """The built paged_decode_int8 function (int8 pages), or None while building / unavailable."""
     module = _state["module"]
     return None if module is None else module.paged_decode_int8
+
+
+def kv_write_int8_kernel() -> Any | None:
+    """The built kv_write_int8 function (quantize and store K/V rows), or None."""
+    module = _state["module"]
+    return None if module is None else module.kv_write_int8
 
 
 def int8_kernel() -> Any | None:
