@@ -22,6 +22,7 @@ from ..int8 import Int8Weight, pack_weight
 from ..kv_cache import KVCache
 from ..metadata import AttentionMetadata
 from ..onednn_rows import packed_linear
+from ..quant import kernels as group_kernels
 from ..quant.weights import StackedWeight
 from .attention import AttentionFront, LayerAttention
 from .layers import GatedMLP, Linear, RMSNorm, drop_weight
@@ -196,8 +197,10 @@ class CausalLM(nn.Module):
     def eager_logits(self, x: torch.Tensor) -> torch.Tensor:
         """The logits projection of normed rows with this model's weight formats."""
         group = self.embed_group if self.lm_head is None else self.lm_head.group
-        if group is not None:  # float32 rows in: the kernel path returns float32 logits
-            rows = x.reshape(-1, x.shape[-1]).float()
+        if group is not None:
+            rows = x.reshape(-1, x.shape[-1])
+            if rows.shape[0] <= group_kernels.plan().kernel_rows:
+                rows = rows.float()  # the decode kernel returns float32 logits for these
             return group.matmul(rows).float().reshape(*x.shape[:-1], -1)
         if self.logits_int8 is not None and self.logits_int8.applies(x):
             return self.logits_int8.matmul(x, float_out=True)

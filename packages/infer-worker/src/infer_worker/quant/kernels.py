@@ -4,9 +4,10 @@ Paths (`plan()` picks them from /proc/cpuinfo and logs the choice):
 - "kernel": csrc/group_linear.cpp, weight-only, each weight byte read once per 8 input rows;
   used up to `Plan.kernel_rows` rows (decode steps). Built with -march=native on first use
   (tens of seconds, cached under ~/.cache/torch_extensions/infer_quant_kernels).
-- "tiles": rows of W dequantized to bf16 a tile at a time (never the whole weight) and
-  multiplied by oneDNN's bf16 GEMM (AMX tiles on Sapphire Rapids and later, AVX-512-BF16
-  elsewhere); used for more rows (prefill), and on AMX machines from fewer rows.
+- "tiles": rows of W dequantized to bf16 (float32 for float32 input) a tile at a time
+  (never the whole weight) and multiplied by oneDNN's GEMM in that dtype (bf16: AMX tiles
+  on Sapphire Rapids and later, AVX-512-BF16 elsewhere); used for more rows (prefill),
+  and on AMX machines from fewer rows.
 - "reference": float32 dequantize + matmul in torch; what tests compare against, and the
   path when no compiler is available.
 """
@@ -135,15 +136,17 @@ def kernel_matmul(x: torch.Tensor, weight: GroupWeight) -> torch.Tensor:
 
 
 def tiles_matmul(x: torch.Tensor, weight: GroupWeight) -> torch.Tensor:
-    """bf16 tiles of the weight through oneDNN's GEMM -> [M, N] in x's dtype."""
+    """Tiles of the weight through oneDNN's GEMM -> [M, N] in x's dtype: bf16 tiles, or
+    float32 ones for float32 x (a float32 model's prefill stays float32)."""
     built = module()
     rows, _ = weight.shape
-    xb = x.to(torch.bfloat16)
-    out = torch.empty(x.shape[0], rows, dtype=torch.bfloat16)
+    exact = x.dtype == torch.float32
+    xb = x if exact else x.to(torch.bfloat16)
+    out = torch.empty(x.shape[0], rows, dtype=xb.dtype)
     for start in range(0, rows, _TILE_ROWS):
         end = min(rows, start + _TILE_ROWS)
-        if built is None:
-            tile = weight.dequantize(slice(start, end)).to(torch.bfloat16)
+        if built is None or exact:
+            tile = weight.dequantize(slice(start, end)).to(xb.dtype)
         else:
             tile = built.group_dequant(
                 weight.q, weight.scale, weight.offset, weight.bits, weight.group, start, end
