@@ -54,7 +54,7 @@ class Engine:
         self.eos_ids = frozenset(config.eos_token_ids)
         bs = self.options.block_size
         kv_dtype = self.options.kv_dtype_for(bundle.dtype)
-        check_kv_dtype(self.options, kv_dtype, bundle.device)
+        check_kv_dtype(kv_dtype, bundle.device)
         per_token = KVCache.bytes_per_token(config, kv_dtype)
         num_blocks = num_kv_blocks(self.options, per_token, bundle.device)
         self.pool = BlockPool(num_blocks, bs)

@@ -99,7 +99,7 @@ def build_parser(env: Mapping[str, str] | None = None) -> argparse.ArgumentParse
         "--kv-cache-dtype",
         default="auto",
         help="auto (the model's dtype), bf16 or float32 (must equal the model's dtype), or "
-        "int8 (CPU without --compile: int8 K/V with a scale per token and kv head, ~half "
+        "int8 (CPU: int8 K/V with a scale per token and kv head, ~half "
         "the bytes of bf16, so the same memory holds ~2x the tokens)",
     )
     p.add_argument(

@@ -88,21 +88,14 @@ class EngineOptions:
         return 8192 if device.type == "cuda" else 512
 
 
-def check_kv_dtype(options: EngineOptions, kv_dtype: torch.dtype, device: torch.device) -> None:
+def check_kv_dtype(kv_dtype: torch.dtype, device: torch.device) -> None:
     """ValueError naming the combination when the paths this engine would run cannot read
-    int8 KV pages: CUDA (the Triton kernel and CUDA graphs) and CPU --compile graphs."""
-    if kv_dtype != torch.int8:
-        return
-    if device.type != "cpu":
+    int8 KV pages: CUDA (the Triton kernel and CUDA graphs)."""
+    if kv_dtype == torch.int8 and device.type != "cpu":
         raise ValueError(
             f"--kv-cache-dtype int8 on {device.type}: int8 KV pages are read by the CPU "
             "attention paths only (the Triton kernel and CUDA graphs read bf16 / float32 "
             "pages); use --kv-cache-dtype auto"
-        )
-    if options.compile != "off":
-        raise ValueError(
-            f"--kv-cache-dtype int8 with --compile {options.compile}: the compiled decode "
-            "graph reads bf16 / float32 pages only; use --compile off or --kv-cache-dtype auto"
         )
 
 

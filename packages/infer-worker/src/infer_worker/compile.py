@@ -53,10 +53,11 @@ class _DecodeStep(nn.Module):
         self.model = model
         self.ops = torch.ops.infer  # decode_ops() once the C++ library is built
 
-    def forward(self, ids, positions, key_cache, value_cache, tables, lens, slots):
+    def forward(self, ids, positions, key_cache, value_cache, tables, lens, slots, *scales):
         return decode_logits(
-            self.model, ids, positions, key_cache, value_cache, tables, lens, slots, self.ops
-        )
+            self.model, ids, positions, key_cache, value_cache, tables, lens, slots, self.ops,
+            *scales,
+        )  # fmt: skip
 
 
 class CompiledDecode:
@@ -165,9 +166,11 @@ class CompiledDecode:
             torch.tensor(seq_lens + [1] * pad, dtype=torch.int32),
             torch.tensor(slots),
         )
+        if self.kv_cache.key_scale is not None:  # int8 pages: their row scales too
+            args += (self.kv_cache.key_scale, self.kv_cache.value_scale)
         # the cache's block count is symbolic: one graph (and cache entry) for any cache size
-        torch._dynamo.maybe_mark_dynamic(args[2], 1)
-        torch._dynamo.maybe_mark_dynamic(args[3], 1)
+        for cache in (args[2], args[3], *args[7:]):
+            torch._dynamo.maybe_mark_dynamic(cache, 1)
         fn = self._small if bucket <= self._autotune_max else self._large
         # once every bucket is compiled, only the guards that tell the buckets apart run
         # (the full set costs ~0.6 ms a step): a bucket's inputs never change otherwise

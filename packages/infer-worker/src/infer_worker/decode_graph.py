@@ -7,10 +7,12 @@ would specialise the graph on every context length) are not used. The
 attention of each layer is the custom op `infer::paged_decode`, which writes
 the new keys/values into the layer's cache pages and attends over them in
 place (the C++ kernel when built, else the torch path); the compiled graph
-calls it as an opaque kernel and mutates the caches in place. When the C++
-library is built the graph calls its dispatcher ops `infer_cpu::paged_decode`
-and `infer_cpu::int8_linear` (csrc/ops.cpp) instead: same arguments, same
-results, without the Python custom op's per-call cost (~60 us, x30 a step).
+calls it as an opaque kernel and mutates the caches in place (over int8 pages,
+`infer::paged_decode_int8` also takes and writes the row scales). When the C++
+library is built the graph calls its dispatcher ops `infer_cpu::paged_decode`,
+`infer_cpu::paged_decode_int8` and `infer_cpu::int8_linear` (csrc/ops.cpp)
+instead: same arguments, same results, without the Python custom op's
+per-call cost (~60 us, x30 a step).
 
 Linears use the int8 copy when the batch is small enough (as Linear.forward;
 the W8A8 kernel through the op `infer::int8_linear`), else plain F.linear, so
@@ -26,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from .attention_cpu import decode_torch, write_kv
-from .cpp_kernels import decode_kernel, int8_kernel
+from .cpp_kernels import decode_int8_kernel, decode_kernel, int8_kernel
 from .int8 import WEIGHT_ONLY_ROWS, Int8Weight, w8a8_linear
 from .models.decoder import CausalLM
 from .models.layers import Linear
@@ -68,6 +70,44 @@ def _paged_decode_fake(
     return torch.empty_like(query)
 
 
+@torch.library.custom_op(
+    "infer::paged_decode_int8",
+    mutates_args=("key_cache", "value_cache", "key_scale", "value_scale"),
+)
+def paged_decode_int8(
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    key_cache: torch.Tensor,
+    value_cache: torch.Tensor,
+    key_scale: torch.Tensor,
+    value_scale: torch.Tensor,
+    layer: int,
+    block_tables: torch.Tensor,
+    seq_lens: torch.Tensor,
+    slot_mapping: torch.Tensor,
+    scale: float,
+    window: int,
+    softcap: float,
+) -> torch.Tensor:
+    """paged_decode over int8 pages with their row scales (whole [layers, ...] tensors)."""
+    kc, vc = key_cache[layer], value_cache[layer]
+    scales = (key_scale[layer], value_scale[layer])
+    write_kv(kc, vc, key, value, slot_mapping, scales)
+    kernel = decode_int8_kernel()
+    if kernel is not None and query.dtype in (torch.float32, torch.bfloat16):
+        args = (block_tables, seq_lens, scale, window, softcap)
+        return kernel(query.contiguous(), kc, vc, *scales, *args)
+    max_len = int(seq_lens.max())
+    args = (block_tables, seq_lens, max_len, scale, window, softcap, scales)
+    return decode_torch(query, kc, vc, *args)
+
+
+@paged_decode_int8.register_fake
+def _paged_decode_int8_fake(query, key, value, kc, vc, ks, vs, layer, *rest):
+    return torch.empty_like(query)
+
+
 @torch.library.custom_op("infer::int8_linear", mutates_args=())
 def int8_linear(
     x: torch.Tensor,
@@ -89,6 +129,7 @@ def _int8_linear_fake(x, qweight, scale, bias, float_out):
 @functools.cache
 def _register_cpp_fakes() -> None:
     torch.library.register_fake("infer_cpu::paged_decode")(_paged_decode_fake)
+    torch.library.register_fake("infer_cpu::paged_decode_int8")(_paged_decode_int8_fake)
     torch.library.register_fake("infer_cpu::int8_linear")(_int8_linear_fake)
 
 
@@ -119,15 +160,16 @@ class GraphStep:
     """The step (models/step.py) of a compiled decode: one token per sequence, tensors only.
 
     Linears use the int8 copy when the batch is small enough (through ops.int8_linear),
-    else plain F.linear; attention is ops.paged_decode; rotary rows come from the tables.
+    else plain F.linear; attention is ops.paged_decode (ops.paged_decode_int8 when `caches`
+    holds int8 pages and their scales); rotary rows come from the tables.
     """
 
-    def __init__(self, model, ops, positions, dtype, key_cache, value_cache, tables, lens, slots):
+    def __init__(self, model, ops, positions, dtype, caches, tables, lens, slots):
         self.model = model
         self.ops = ops
         self.positions = positions
         self.dtype = dtype
-        self.caches = (key_cache, value_cache)
+        self.caches = caches
         self.tables, self.lens, self.slots = tables, lens, slots
         self._rope: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
 
@@ -148,7 +190,8 @@ class GraphStep:
         return self._rope[name]
 
     def attend(self, layer: int, options, q, k, v) -> torch.Tensor:
-        return self.ops.paged_decode(
+        op = self.ops.paged_decode_int8 if len(self.caches) == 4 else self.ops.paged_decode
+        return op(
             q,
             k,
             v,
@@ -173,15 +216,19 @@ def decode_logits(
     seq_lens: torch.Tensor,
     slot_mapping: torch.Tensor,
     ops: Any = torch.ops.infer,
+    key_scale: torch.Tensor | None = None,
+    value_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """float32 logits [S, vocab] of one decode step of S sequences (ops: see decode_ops).
 
     input_ids, positions, slot_mapping: [S]; block_tables int32 [S, W]; seq_lens int32 [S]
     (including the new token); positions must be below model.rotary.max_positions.
+    key_scale/value_scale: the row scales of int8 caches (KVCache.key_scale), else None.
     The layers are the model's own (CausalLM.hidden_states / logits_from) over GraphStep.
     """
     dtype = model.embed_tokens.weight.dtype
-    step = GraphStep(
-        model, ops, positions, dtype, key_cache, value_cache, block_tables, seq_lens, slot_mapping
-    )
+    caches = (key_cache, value_cache)
+    if key_scale is not None and value_scale is not None:
+        caches = (key_cache, value_cache, key_scale, value_scale)
+    step = GraphStep(model, ops, positions, dtype, caches, block_tables, seq_lens, slot_mapping)
     return model.logits_from(model.hidden_states(input_ids, step), step)

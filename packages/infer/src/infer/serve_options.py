@@ -233,8 +233,8 @@ def add_arguments(parser: argparse.ArgumentParser, env: dict[str, str]) -> None:
         "--kv-cache-dtype",
         choices=["auto", "bf16", "bfloat16", "float32", "int8"],
         default=None,
-        help="auto (the model's dtype), the model's dtype by name, or int8 (CPU without "
-        "--compile: ~half the bytes of bf16 per token)",
+        help="auto (the model's dtype), the model's dtype by name, or int8 (CPU: ~half the "
+        "bytes of bf16 per token)",
     )
     engine.add_argument(
         "--quantize",
