@@ -21,7 +21,7 @@ MAX_ROWS = 16
 def _kernels(x: torch.Tensor):
     if (
         x.dtype != torch.bfloat16
-        or x.device.type != "cpu"
+        or not x.is_cpu
         or x.shape[0] > MAX_ROWS
         or torch.compiler.is_compiling()
     ):

@@ -52,6 +52,8 @@ class KVCache:
             self.key_scale = torch.zeros(shape[:-1], dtype=SCALE_DTYPE, device=self.device)
             self.value_scale = torch.zeros(shape[:-1], dtype=SCALE_DTYPE, device=self.device)
         self.bytes_per_slot = self.bytes_per_token(config, dtype)
+        # views made once: layer() is called by every layer of every step
+        self._layers = list(zip(self.key_cache.unbind(0), self.value_cache.unbind(0), strict=True))
 
     @property
     def num_slots(self) -> int:
@@ -64,7 +66,7 @@ class KVCache:
 
     def layer(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(keys, values) of one layer, each [num_blocks, block_size, kv_heads, head_dim]."""
-        return self.key_cache[index], self.value_cache[index]
+        return self._layers[index]
 
     def scales(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(key, value) row scales of one layer [num_blocks, block_size, kv_heads], or None."""

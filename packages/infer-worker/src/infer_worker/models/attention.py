@@ -60,6 +60,7 @@ class AttentionFront(nn.Module):
         self.options = options
         self.scale = options.scale
         self.rotary_dim = rotary_dim or head_dim
+        self.split_sizes = [self.q_size, self.kv_size, self.kv_size]
         self.qkv_proj = Linear(hidden, self.q_size + 2 * self.kv_size, bias=qkv_bias)
         self.o_proj = Linear(self.q_size, hidden, bias=o_bias)
         self.q_norm = self.k_norm = None
@@ -70,7 +71,7 @@ class AttentionFront(nn.Module):
     def forward(self, x: torch.Tensor, step) -> torch.Tensor:
         tokens = x.shape[0]
         qkv = step.linear(self.qkv_proj, x)
-        q, k, v = qkv.split([self.q_size, self.kv_size, self.kv_size], dim=-1)
+        q, k, v = qkv.split_with_sizes(self.split_sizes, dim=-1)
         q = q.view(tokens, self.num_heads, self.head_dim)
         k = k.view(tokens, self.num_kv_heads, self.head_dim)
         v = v.view(tokens, self.num_kv_heads, self.head_dim)

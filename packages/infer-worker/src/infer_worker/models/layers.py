@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import fused_cpu
-from ..int4 import Int4Weight
-from ..int8 import Int8Weight, pack_weight
+from ..int4 import GROUP, Int4Weight
+from ..int8 import WEIGHT_ONLY_ROWS, Int8Weight, pack_weight
 from ..onednn_rows import packed_linear
 from ..quant.weights import StackedWeight
 from ..wide_gemm import Float32Weight
@@ -39,6 +39,7 @@ class Linear(nn.Linear):
         self.packed: torch.Tensor | None = None
         self.wide: Float32Weight | None = None
         self.group: StackedWeight | None = None
+        self.few_rows: FewRows | None = None  # the int8/int4 weight-only path, looked up once
 
     def reset_parameters(self) -> None:
         pass
@@ -55,12 +56,14 @@ class Linear(nn.Linear):
 
     def use_int8(self, max_rows: int) -> None:
         self.int8 = Int8Weight(self.weight, max_rows)
+        self.few_rows = FewRows(self.int8, self.bias)
 
     def use_int4(self) -> None:
         """After use_int8: 1-2 row inputs use an int4 copy of the weight (int4.py)."""
         if self.int8 is None:
             raise RuntimeError("use_int4 needs use_int8 first")
         self.int8.int4 = Int4Weight(self.weight)
+        self.few_rows = FewRows(self.int8, self.bias)
 
     def use_packed(self, batch_hint: int) -> None:
         self.packed = pack_weight(self.weight, batch_hint)
@@ -68,7 +71,16 @@ class Linear(nn.Linear):
     def use_wide(self, min_rows: int) -> None:
         self.wide = Float32Weight(self.weight, min_rows, self.bias)
 
+    def _apply(self, fn, recurse=True):
+        out = super()._apply(fn, recurse)  # .to() / .float(): FewRows' tensors are replaced
+        if self.int8 is not None:
+            self.few_rows = FewRows(self.int8, self.bias)
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        few = self.few_rows
+        if few is not None and x.dim() == 2 and x.shape[0] <= few.rows and x.dtype == few.dtype:
+            return few(x)
         if self.group is not None:
             out = self.group.matmul(x.reshape(-1, x.shape[-1])).reshape(*x.shape[:-1], -1)
             return out if self.bias is None else out + self.bias
@@ -81,6 +93,33 @@ class Linear(nn.Linear):
         if self.packed is not None and x.dim() == 2:
             return packed_linear(x, self.packed, self.bias)
         return F.linear(x, self.weight, self.bias)
+
+
+class FewRows:
+    """Int8Weight.weight_only for a Linear, its tensors held as plain attributes.
+
+    A decode step of one sequence calls ~120 linears; reaching the kernel through the
+    modules (Linear -> Int8Weight -> Int4Weight, each attribute a Module.__getattr__)
+    costs more Python than the call itself. Same kernel, same arguments, same result.
+    """
+
+    def __init__(self, int8: Int8Weight, bias: torch.Tensor | None) -> None:
+        self.rows = min(int8.max_rows, WEIGHT_ONLY_ROWS)
+        self.dtype = int8.scale.dtype
+        self.bias = bias
+        int4 = int8.int4
+        if int4 is not None:  # the torch.* binding: no torch.ops overload resolution per call
+            self.op = getattr(torch, "_weight_int4pack_mm_for_cpu", None) or (
+                torch.ops.aten._weight_int4pack_mm_for_cpu
+            )
+            self.args = (int4.packed, GROUP, int4.scales_zeros)
+        else:
+            self.op = torch._weight_int8pack_mm
+            self.args = (int8.qweight, int8.scale)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.op(x.contiguous(), *self.args)
+        return out if self.bias is None else out + self.bias
 
 
 def drop_weight(weight: torch.Tensor) -> nn.Parameter:

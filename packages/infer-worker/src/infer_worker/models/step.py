@@ -39,7 +39,7 @@ class EagerStep:
 
     @staticmethod
     def linear(module: Linear, x: torch.Tensor) -> torch.Tensor:
-        return module(x)
+        return module.forward(x)  # no hooks on these modules: skip nn.Module.__call__
 
     @staticmethod
     def logits(model, x: torch.Tensor) -> torch.Tensor:
