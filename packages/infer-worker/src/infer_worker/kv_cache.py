@@ -54,6 +54,10 @@ class KVCache:
         self.bytes_per_slot = self.bytes_per_token(config, dtype)
         # views made once: layer() is called by every layer of every step
         self._layers = list(zip(self.key_cache.unbind(0), self.value_cache.unbind(0), strict=True))
+        self._scales: list[tuple[torch.Tensor, torch.Tensor]] | None = None
+        if self.key_scale is not None and self.value_scale is not None:
+            pairs = zip(self.key_scale.unbind(0), self.value_scale.unbind(0), strict=True)
+            self._scales = list(pairs)
 
     @property
     def num_slots(self) -> int:
@@ -70,9 +74,7 @@ class KVCache:
 
     def scales(self, index: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(key, value) row scales of one layer [num_blocks, block_size, kv_heads], or None."""
-        if self.key_scale is None or self.value_scale is None:
-            return None
-        return self.key_scale[index], self.value_scale[index]
+        return None if self._scales is None else self._scales[index]
 
 
 def _element_size(dtype: torch.dtype) -> int:
