@@ -42,8 +42,10 @@ def write_kv(
         write_kv_int8(key_cache, value_cache, scales, key, value, slot_mapping)
         return
     kvh, dim = key_cache.shape[-2:]
-    key_cache.view(-1, kvh, dim).index_copy_(0, slot_mapping, key.to(key_cache.dtype))
-    value_cache.view(-1, kvh, dim).index_copy_(0, slot_mapping, value.to(value_cache.dtype))
+    if key.dtype != key_cache.dtype:
+        key, value = key.to(key_cache.dtype), value.to(value_cache.dtype)
+    key_cache.view(-1, kvh, dim).index_copy_(0, slot_mapping, key)
+    value_cache.view(-1, kvh, dim).index_copy_(0, slot_mapping, value)
 
 
 def paged_attention_torch(

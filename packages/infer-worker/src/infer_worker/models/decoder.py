@@ -67,8 +67,10 @@ class DecoderLayer(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, step) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), step)
-        return x + self.mlp(self.post_attention_layernorm(x), step)
+        # forward() rather than __call__: no hooks here, and a decode step makes ~150 of
+        # these calls, whose nn.Module.__call__ costs more than a small layer's kernels
+        x = x + self.self_attn.forward(self.input_layernorm.forward(x), step)
+        return x + self.mlp.forward(self.post_attention_layernorm.forward(x), step)
 
 
 class CausalLM(nn.Module):
@@ -182,7 +184,7 @@ class CausalLM(nn.Module):
         """The layers over the embedded tokens (the final norm is in logits_from)."""
         x = self.embed(input_ids)
         for layer in self.layers:
-            x = layer(x, step)
+            x = layer.forward(x, step)
         return x
 
     def logits_from(self, hidden: torch.Tensor, step) -> torch.Tensor:
