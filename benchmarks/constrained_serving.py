@@ -104,6 +104,11 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=96, help="free requests per run")
     parser.add_argument("--output-len", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=1, help="rounds of the sequence below")
+    parser.add_argument(
+        "--warm-constrained",
+        action="store_true",
+        help="also send 16 json_schema requests (8 at a time) before the warm-up run",
+    )
     args = parser.parse_args()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -131,6 +136,12 @@ def main() -> int:
                 raise SystemExit("infer bench (32 free) failed")
             return level(path)["output_tokens_per_s"]
 
+        if args.warm_constrained:
+            warm = ["--requests", "16", "--concurrency", "8", "--output-len", "64"]
+            path = out.with_name(f"{out.name}-warm-json.json")
+            data = out.with_suffix(".side-json.jsonl")
+            if bench(url, path, "--dataset", str(data), *warm, "--no-ignore-eos").wait() != 0:
+                raise SystemExit("infer bench (json_schema warm-up) failed")
         alone_run(-1)  # warms the engine up; not reported
         alone.append(alone_run(0))
         for r in range(args.rounds):
