@@ -8,6 +8,8 @@ an imbalance as soon as one engine has 2 more requests open than the other.
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -69,9 +71,13 @@ def touchy_gateway(engines: list[Engine]) -> Iterator[Gateway]:
     gw.stop()
 
 
-def complete(gw: Gateway, prompt: str, max_tokens: int = 2) -> None:
-    r = gw.openai().completions.create(model="tiny", prompt=prompt, max_tokens=max_tokens)
+def complete(gw: Gateway, prompt: str, max_tokens: int = 2, ignore_eos: bool = False) -> None:
+    extra = {"ignore_eos": True} if ignore_eos else None
+    r = gw.openai().completions.create(
+        model="tiny", prompt=prompt, max_tokens=max_tokens, extra_body=extra
+    )
     assert r.choices[0].finish_reason in ("length", "stop")
+    assert not ignore_eos or r.usage.completion_tokens == max_tokens
 
 
 def test_forty_prompts_with_a_long_shared_prefix_land_on_one_engine(gateway: Gateway):
@@ -91,14 +97,35 @@ def test_forty_disjoint_prompts_use_both_engines(gateway: Gateway):
     assert sum(counts.values()) == 40 and min(counts.values()) >= 10, counts
 
 
+def idle(gw: Gateway, timeout: float = 15) -> None:
+    """Wait until every engine's last report (its Pong) says nothing runs or waits: the
+    engines are shared by both gateways, and a report taken during the other gateway's
+    burst would still count as load here (`EngineLoad.load` takes the larger figure)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        engines = httpx.get(gw.url + "/v1/metrics", timeout=10).json()["engines"]
+        if all(e["running"] == 0 and e["waiting"] == 0 for e in engines):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"engines still report load after {timeout}s: {engines}")
+
+
 def burst(gw: Gateway, seed: str) -> dict[str, int]:
-    """8 concurrent long requests sharing a prefix; how many each engine got."""
+    """8 concurrent long requests sharing a prefix; how many each engine got.
+
+    Each runs exactly 200 tokens (ignore_eos) and all 8 leave together (a barrier), so
+    they are open at once on any machine; the engines' reports are idle first."""
     system = text(seed, 300)
+    idle(gw)
     before = routed(gw)
+    start = threading.Barrier(8)
+
+    def one(i: int) -> None:
+        start.wait(timeout=30)
+        complete(gw, f"{system}\n{i}: {text(seed + str(i), 5)}", 200, ignore_eos=True)
+
     with ThreadPoolExecutor(8) as pool:
-        jobs = [pool.submit(complete, gw, f"{system}\n{i}: {text(seed + str(i), 5)}", 200)
-                for i in range(8)]  # fmt: skip
-        for job in jobs:
+        for job in [pool.submit(one, i) for i in range(8)]:
             job.result()
     return grew(before, routed(gw))
 
