@@ -25,6 +25,7 @@ from infer_protocol.defaults import (
     port_number,
     positive_int,
 )
+from infer_scheduler.engine_flags import batch_sizes as engine_batch_sizes
 
 ENGINE = "engine"
 GATEWAY = "gateway"
@@ -105,14 +106,9 @@ def fraction(text: str) -> float:
 
 
 def batch_sizes(text: str) -> str:
-    """argparse type: comma-separated batch sizes >= 1 (normalized, e.g. "1,4,8")."""
-    try:
-        sizes = [int(part) for part in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of batch sizes: {text!r}") from None
-    if min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be >= 1, got {text!r}")
-    return ",".join(map(str, sorted(set(sizes))))
+    """argparse type: the engine's `--compile-buckets` check, normalized back to text
+    for its command line (e.g. "8,1,4" -> "1,4,8")."""
+    return ",".join(map(str, engine_batch_sizes(text)))
 
 
 def device_name(text: str) -> str:
