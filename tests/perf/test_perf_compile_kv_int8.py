@@ -5,18 +5,13 @@ its int8 KVCache)."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
+from compile_runs import PROMPTS, eager_and_compiled
 
-from infer_worker import AttentionMetadata, KVCache, load_model
-from infer_worker.compile import CompiledDecode
+from infer_worker import load_model
 from infer_worker.kv_quant import dequantize_rows
 from infer_worker.testing import write_tiny_llama
-
-BS = 4
-PROMPTS = [[1, 5, 9, 13, 2, 7], [1, 3], [1, 8, 8, 8, 8, 8, 8, 8, 8, 4]]
 
 
 @pytest.fixture(scope="module")
@@ -27,47 +22,9 @@ def tiny_bf16(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def compiled(tiny_bf16, tmp_path_factory, cpp_kernel):
+    """Eager and compiled runs of the same prompts; the graphs' cache under a private dir."""
     folder = tmp_path_factory.mktemp("inductor")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TORCHINDUCTOR_CACHE_DIR", str(folder))
-        eager = decode(tiny_bf16, None, steps=6)
-        cache = new_cache(tiny_bf16)
-        model = copy.deepcopy(tiny_bf16.model)
-        graphs = CompiledDecode(model, cache, cache.num_blocks - 1, buckets=(4,), autotune_max=0)
-        graphs.start(wait=True)
-        got = decode(tiny_bf16, graphs, steps=6)
-    return eager, got, graphs, folder
-
-
-def new_cache(bundle) -> KVCache:
-    return KVCache(bundle.config, len(PROMPTS) * 8 + 2, BS, torch.int8, "cpu")
-
-
-def decode(bundle, graphs: CompiledDecode | None, steps: int):
-    """Greedy tokens, per-step logits and the final cache; prefill eager, decode via graphs."""
-    model = bundle.model if graphs is None else graphs.model
-    cache = new_cache(bundle) if graphs is None else graphs.kv_cache
-    tables = [list(range(1 + 8 * s, 9 + 8 * s)) for s in range(len(PROMPTS))]
-    outs, seen = [], []
-    for s, prompt in enumerate(PROMPTS):  # as test_perf_compile.py: outside inference_mode
-        meta = AttentionMetadata.build([len(prompt)], [len(prompt)], [tables[s]], BS)
-        hidden = model(torch.tensor(prompt), torch.arange(len(prompt)), cache, meta)
-        outs.append([int(model.compute_logits(hidden[-1:]).argmax())])
-    for _ in range(steps):
-        lens = [len(p) + len(o) for p, o in zip(PROMPTS, outs, strict=True)]
-        ids = [o[-1] for o in outs]
-        if graphs is None:
-            meta = AttentionMetadata.build([1] * len(ids), lens, tables, BS)
-            logits = model.compute_logits(
-                model(torch.tensor(ids), torch.tensor(lens) - 1, cache, meta)
-            )
-        else:
-            logits = graphs.logits(ids, [n - 1 for n in lens], lens, tables)
-            assert logits is not None, "bucket 4 is compiled: 3 rows must use it"
-        seen.append(logits.float())
-        for s, token in enumerate(logits.argmax(-1).tolist()):
-            outs[s].append(token)
-    return outs, torch.stack(seen), cache
+    return (*eager_and_compiled(tiny_bf16, folder, torch.int8), folder)
 
 
 TIE = 0.25  # bf16 logits of ~17 are 0.125 apart: two of them this close may swap
